@@ -1,0 +1,157 @@
+"""The `lore` command line: ingest, docs, rm, show."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.settings import Settings
+from ingest.errors import ConfigError, DocumentNotFound, LoreError, StoreError
+
+app = typer.Typer(help="Lore: answers from your company's documents, with citations.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+EXIT_PARTIAL = 3  # some files could not be ingested; the rest were
+
+
+def _settings(data_dir: Optional[Path]) -> Settings:
+    try:
+        s = Settings()
+    except Exception as exc:  # pydantic ValidationError names the variable
+        raise ConfigError(f"invalid LORE_ settings: {exc}") from exc
+    if data_dir is not None:
+        s.data_dir = data_dir
+    logging.basicConfig(level=s.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return s
+
+
+def _fail(exc: LoreError) -> None:
+    err.print(f"[red]error:[/] {exc}")
+    code = 4 if isinstance(exc, DocumentNotFound) else 5 if isinstance(exc, StoreError) else 2
+    raise typer.Exit(code)
+
+
+DataDir = typer.Option(None, "--data-dir", help="knowledge base folder (default: LORE_DATA_DIR or ./.lore)")
+AsJson = typer.Option(False, "--json", help="print one JSON object as the last line")
+
+
+@app.command()
+def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ingest"),
+           data_dir: Optional[Path] = DataDir,
+           doc_type: Optional[str] = typer.Option(None, "--doc-type", help="policy, spec or incident (default: front matter or folder name)"),
+           acl: List[str] = typer.Option([], "--acl", help="who may read these documents: public, user:ID, group:NAME (repeatable)"),
+           exclude: List[str] = typer.Option([], "--exclude", help="glob of file names or paths to skip (repeatable)"),
+           as_json: bool = AsJson) -> None:
+    """Ingest files and folders; unchanged files are skipped, removed ones deleted."""
+    from api.wiring import build_ingestor
+
+    s = _settings(data_dir)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, transient=True, disable=not err.is_terminal)
+    task = None
+
+    def on_event(kind: str, data: dict) -> None:
+        nonlocal task
+        if kind == "plan":
+            task = progress.add_task("ingesting", total=data["todo"])
+        elif kind in ("stored",) or (kind == "failed" and task is not None):
+            progress.advance(task) if task is not None else None
+            progress.update(task, description=f"ingesting {Path(data.get('path', '')).name[:40]}")
+
+    try:
+        with progress:
+            report = build_ingestor(s, on_event=on_event).ingest(paths, doc_type=doc_type, acl=acl, exclude=exclude)
+    except LoreError as exc:
+        _fail(exc)
+    summary = report.to_dict()
+    for f in report.failed:
+        err.print(f"[yellow]skipped[/] {f['path']}: {f['error']}")
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        out.print(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+                  f"deleted {report.deleted}, failed {len(report.failed)}; {report.chunks} chunks written "
+                  f"to {s.data_dir}")
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def docs(data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
+    """List stored documents: id, title, type, version, chunks, updated."""
+    from api.wiring import build_store
+
+    try:
+        rows = build_store(_settings(data_dir)).documents()
+    except LoreError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps([{"id": d.id, "title": d.title, "doc_type": d.doc_type, "version": d.version,
+                           "chunks": d.chunk_count, "updated_at": d.updated_at, "ingested_at": d.ingested_at,
+                           "uri": d.uri, "acl": list(d.acl)} for d in rows]))
+        return
+    table = Table("id", "title", "type", "version", "chunks", "updated", box=None)
+    for d in rows:
+        table.add_row(d.id, d.title[:50], d.doc_type, d.version[:12], str(d.chunk_count), d.updated_at[:10])
+    out.print(table)
+    out.print(f"{len(rows)} documents")
+
+
+@app.command()
+def rm(doc_id: str = typer.Argument(..., help="document id, as listed by 'lore docs'"),
+       data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
+    """Remove a document and all its chunks from every index."""
+    from api.wiring import build_ingestor
+
+    try:
+        doc = build_ingestor(_settings(data_dir)).remove(doc_id)
+    except LoreError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"deleted": doc.id, "chunks": doc.chunk_count}))
+    else:
+        out.print(f"removed {doc.id} ({doc.title}, {doc.chunk_count} chunks)")
+
+
+@app.command()
+def show(doc_id: str = typer.Argument(..., help="document id"), data_dir: Optional[Path] = DataDir,
+         as_json: bool = AsJson) -> None:
+    """Show a document's chunks with their provenance, each reproduced from the document text."""
+    from api.wiring import build_store
+
+    try:
+        store = build_store(_settings(data_dir))
+        doc = store.require_document(doc_id)
+        text = store.document_text(doc_id)
+        chunks = store.chunks(doc_id)
+    except LoreError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"id": doc.id, "title": doc.title, "uri": doc.uri, "doc_type": doc.doc_type,
+                          "version": doc.version, "chunks": [
+                              {"id": c.id, "section": list(c.section), "page_start": c.page_start,
+                               "page_end": c.page_end, "start": c.start, "end": c.end, "tokens": c.token_count,
+                               "text": text[c.start:c.end]} for c in chunks]}))
+        return
+    out.print(f"[bold]{doc.title}[/] ({doc.doc_type}) {doc.uri}")
+    for c in chunks:
+        page = f" p.{c.page_start}" if c.page_start else ""
+        out.print(f"\n[cyan]{c.id}[/] {c.section_path}{page} [{c.start}:{c.end}] {c.token_count} tokens")
+        out.print(text[c.start:c.end][:400], markup=False)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

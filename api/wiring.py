@@ -1,0 +1,49 @@
+"""Builds Lore's components from settings: the only place that picks backends."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from api.settings import Settings
+from ingest.chroma_store import ChromaChunkStore
+from ingest.embedders import Embedder, HashEmbedder, SentenceTransformerEmbedder
+from ingest.pipeline import Ingestor
+from ingest.sqlite_store import SqliteStore
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # Lore never downloads a model at run time
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+def build_embedder(s: Settings) -> Embedder:
+    match s.embedding.backend:
+        case "torch":
+            return SentenceTransformerEmbedder(s.embedding.model, batch_size=s.embedding.batch_size)
+        case "onnx":
+            from ingest.onnx_embedder import OnnxEmbedder
+
+            return OnnxEmbedder(s.embedding.model, cache_dir=Path(s.data_dir) / "models",
+                                batch_size=s.embedding.batch_size)
+        case "hash":
+            return HashEmbedder()
+    raise AssertionError(s.embedding.backend)
+
+
+def build_store(s: Settings) -> SqliteStore:
+    return SqliteStore(Path(s.data_dir) / "lore.db")
+
+
+def build_vectors(s: Settings, embedder: Embedder) -> ChromaChunkStore:
+    if s.chroma_url:
+        return ChromaChunkStore(embedder.model_id, url=s.chroma_url)
+    return ChromaChunkStore(embedder.model_id, path=Path(s.data_dir) / "chroma")
+
+
+def build_ingestor(s: Settings, on_event: Callable[[str, dict], None] | None = None) -> Ingestor:
+    embedder = build_embedder(s)
+    store = build_store(s)
+    return Ingestor(store, build_vectors(s, embedder), embedder,
+                    max_file_bytes=int(s.ingest.max_file_mb * 2**20), batch_chunks=s.ingest.batch_chunks,
+                    parse_workers=s.ingest.parse_workers, on_event=on_event)

@@ -1,0 +1,178 @@
+"""Structure-aware chunking: sections first, then the embedder's own token budget."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from ingest.errors import ConfigError
+from ingest.types import Block, Chunk, ParsedDoc
+
+BLOCK_SEP = "\n\n"
+_BREAKS = (re.compile(r"\n"), re.compile(r"(?<=[.!?;:])\s+"), re.compile(r"\s+"))
+
+
+class TokenCounter(Protocol):
+    """The part of an embedder the chunker needs: its tokenizer.
+
+    >>> counter.count_tokens(["hello world"])  # -> [2]
+    """
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A document's normalized text and each block's span in it."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+
+def normalize(doc: ParsedDoc) -> Normalized:
+    """Join block texts with blank lines; the result is what every chunk span indexes into."""
+    parts, spans, pos = [], [], 0
+    for i, b in enumerate(doc.blocks):
+        if i:
+            parts.append(BLOCK_SEP)
+            pos += len(BLOCK_SEP)
+        parts.append(b.text)
+        spans.append((pos, pos + len(b.text)))
+        pos += len(b.text)
+    return Normalized("".join(parts), tuple(spans))
+
+
+def _top_level(blocks: Sequence[Block]) -> int:
+    """The heading level that delimits top-level sections (a lone document title is skipped)."""
+    levels = [b.level for b in blocks if b.kind == "title"]
+    if not levels:
+        return 0
+    top = min(levels)
+    deeper = sorted({lv for lv in levels if lv > top})
+    if levels.count(top) == 1 and deeper:
+        return deeper[0]
+    return top
+
+
+@dataclass(slots=True)
+class _Piece:
+    start: int
+    end: int
+    tokens: int
+    section: tuple[str, ...]
+    top: int
+    page: int | None
+    heading: bool
+
+
+class Chunker:
+    """Packs a document's blocks into chunks that never cross a top-level section."""
+
+    def __init__(self, counter: TokenCounter, max_tokens: int, min_fill: float = 0.5) -> None:
+        if max_tokens < 16:
+            raise ConfigError(f"chunk max_tokens must be at least 16, got {max_tokens}")
+        if not 0.0 <= min_fill <= 1.0:
+            raise ConfigError(f"chunk min_fill must be within [0, 1], got {min_fill}")
+        self.counter = counter
+        self.max_tokens = max_tokens
+        self.min_fill = min_fill
+
+    @property
+    def fingerprint(self) -> str:
+        return f"chunker-v1:{self.max_tokens}:{self.min_fill}"
+
+    def chunk(self, doc_id: str, version: str, doc: ParsedDoc) -> tuple[Normalized, list[Chunk]]:
+        norm = normalize(doc)
+        pieces = self._pieces(doc.blocks, norm)
+        groups = self._pack(pieces)
+        chunks = []
+        texts = [norm.text[g[0].start:g[-1].end] for g in groups]
+        counts = self.counter.count_tokens(texts) if texts else []
+        for ordinal, (group, text, count) in enumerate(zip(groups, texts, counts)):
+            body = [p for p in group if not p.heading] or group
+            pages = [p.page for p in group if p.page is not None]
+            chunks.append(Chunk(
+                id=f"{doc_id}#{version[:12]}-{ordinal:04d}",
+                doc_id=doc_id, version=version, ordinal=ordinal, text=text,
+                section=body[0].section,
+                page_start=min(pages) if pages else None,
+                page_end=max(pages) if pages else None,
+                start=group[0].start, end=group[-1].end,
+                content_hash=hashlib.sha256(text.encode()).hexdigest(),
+                token_count=count,
+            ))
+        return norm, chunks
+
+    def _pieces(self, blocks: Sequence[Block], norm: Normalized) -> list[_Piece]:
+        top_level = _top_level(blocks)
+        counts = self.counter.count_tokens([b.text for b in blocks])
+        stack: list[tuple[int, str]] = []
+        top = 0
+        out: list[_Piece] = []
+        for b, (s, e), n in zip(blocks, norm.spans, counts):
+            heading = b.kind == "title"
+            if heading:
+                while stack and stack[-1][0] >= b.level:
+                    stack.pop()
+                stack.append((b.level, b.text))
+                if b.level <= top_level:
+                    top += 1
+            section = tuple(t for _, t in stack)
+            if n <= self.max_tokens:
+                out.append(_Piece(s, e, n, section, top, b.page, heading))
+            else:
+                for ss, ee, nn in self._split(norm.text, s, e):
+                    out.append(_Piece(ss, ee, nn, section, top, b.page, False))
+        return out
+
+    def _split(self, text: str, start: int, end: int) -> list[tuple[int, int, int]]:
+        """Cut an oversized block at token boundaries, preferring line, then sentence, then word ends."""
+        offsets = self.counter.token_offsets(text[start:end])
+        out, i = [], 0
+        while i < len(offsets):
+            j = min(i + self.max_tokens, len(offsets))
+            lo, hi = start + offsets[i][0], start + offsets[j - 1][1]
+            if j < len(offsets):
+                window = text[lo:hi]
+                for pat in _BREAKS:
+                    cuts = [m.start() for m in pat.finditer(window) if m.start() > len(window) // 3]
+                    if cuts:
+                        hi = lo + cuts[-1]
+                        break
+                while j > i + 1 and start + offsets[j - 1][1] > hi:
+                    j -= 1
+                hi = start + offsets[j - 1][1]
+            out.append((lo, hi, j - i))
+            i = j
+        return out
+
+    def _pack(self, pieces: list[_Piece]) -> list[list[_Piece]]:
+        groups: list[list[_Piece]] = []
+        cur: list[_Piece] = []
+        tokens = 0
+        for p in pieces:
+            boundary = bool(cur) and (
+                p.top != cur[0].top
+                or tokens + p.tokens > self.max_tokens
+                or (p.heading and tokens >= self.min_fill * self.max_tokens)
+            )
+            if boundary:
+                # never end a chunk on a dangling heading: carry trailing headings forward
+                carry: list[_Piece] = []
+                while len(cur) > 1 and cur[-1].heading and p.top == cur[-1].top:
+                    carry.insert(0, cur.pop())
+                groups.append(cur)
+                cur = carry
+                tokens = sum(c.tokens for c in carry)
+                if cur and tokens + p.tokens > self.max_tokens:
+                    groups.append(cur)
+                    cur, tokens = [], 0
+            cur.append(p)
+            tokens += p.tokens
+        if cur:
+            groups.append(cur)
+        return groups

@@ -1,0 +1,385 @@
+"""The ingest pipeline: discover -> skip unchanged -> parse (overlapped) -> chunk -> embed -> store.
+
+Crash safety: new chunk vectors are written to Chroma first, then one SQLite transaction makes the
+version current, then the old version's vectors are deleted. A kill between steps leaves only vectors
+that SQLite does not reference; the next run's reconcile removes them (and restores any that are
+missing), so a rerun always ends equal to one clean run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import multiprocessing as mp
+import numpy as np
+
+from ingest.chroma_store import ChunkStore
+from ingest.chunking import Chunker
+from ingest.discover import Candidate, discover
+from ingest.embedders import Embedder
+from ingest.errors import ConfigError, FileTooLarge, IngestError, StoreLocked, UnreadableFile
+from ingest.formats import parse_file
+from ingest.sqlite_store import SqliteStore
+from ingest.types import DOC_TYPES, Chunk, ParsedDoc, SourceDoc, validate_acl
+
+log = logging.getLogger(__name__)
+PARSER_VERSION = "parse-v1"
+HEADER_TOKENS = 32  # room kept in the model's window for the title/section header embedded with each chunk
+HEADER_CHARS = 96  # about HEADER_TOKENS word pieces of English
+DEFAULT_ACL_MARK = "@default"  # stored for documents without an ACL: the retriever applies the configured default
+_TYPE_RULES = (("incident", ("incident", "incidents", "postmortem", "postmortems", "post-mortems")),
+               ("policy", ("policy", "policies", "handbook")),
+               ("spec", ("spec", "specs", "rfc", "rfcs", "design", "designs")))
+Event = Callable[[str, dict], None]
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: list[dict] = field(default_factory=list)
+    chunks: int = 0
+
+    def to_dict(self) -> dict:
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+                "deleted": self.deleted, "failed": self.failed, "chunks": self.chunks}
+
+
+@dataclass
+class _Pending:
+    cand: Candidate
+    doc_id: str
+    version: str
+    size: int
+    mtime: float
+    fingerprint: str
+    is_new: bool
+    parsed: ParsedDoc | None = None
+    text: str = ""
+    chunks: list[Chunk] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+
+
+def doc_id_for(path: Path) -> str:
+    """Stable id from the file's absolute path: a readable slug plus a short hash."""
+    slug = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")[:48] or "doc"
+    return f"{slug}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+def doc_type_for(path: Path, front_matter: dict, explicit: str | None) -> str:
+    """--doc-type, then front matter (type/doc_type), then path folder rules, else 'other'."""
+    if explicit:
+        return explicit
+    fm = str(front_matter.get("doc_type") or front_matter.get("type") or "").lower()
+    if fm in DOC_TYPES:
+        return fm
+    parts = [p.lower() for p in path.parts[:-1]]
+    for doc_type, names in _TYPE_RULES:
+        if any(p in names for p in parts):
+            return doc_type
+    return "other"
+
+
+def _iso(value: object) -> str | None:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).isoformat()
+    if isinstance(value, str):
+        try:
+            return _iso(datetime.fromisoformat(value.strip()))
+        except ValueError:
+            return None
+    return None
+
+
+def _updated_at(front_matter: dict, mtime: float) -> str:
+    for key in ("updated_at", "updated", "last_updated", "last_modified", "date"):
+        got = _iso(front_matter.get(key))
+        if got:
+            return got
+    return datetime.fromtimestamp(mtime, tz=timezone.utc).isoformat()
+
+
+def _parse_job(path: str, data: bytes) -> ParsedDoc | IngestError:
+    try:
+        return parse_file(path, data)
+    except IngestError as exc:
+        return exc
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+class Ingestor:
+    """Turns files into stored, searchable chunks; safe to kill at any point and run again."""
+
+    def __init__(self, store: SqliteStore, vectors: ChunkStore, embedder: Embedder, *,
+                 chunker: Chunker | None = None, lock_path: str | Path | None = None,
+                 max_file_bytes: int = 50 * 2**20, batch_chunks: int = 256, parse_workers: int = 1,
+                 on_event: Event | None = None) -> None:
+        if max_file_bytes < 1:
+            raise ConfigError(f"max_file_bytes must be positive, got {max_file_bytes}")
+        if batch_chunks < 1:
+            raise ConfigError(f"batch_chunks must be at least 1, got {batch_chunks}")
+        if parse_workers < 0:
+            raise ConfigError(f"parse_workers must be 0 (inline) or more, got {parse_workers}")
+        self.store, self.vectors, self.embedder = store, vectors, embedder
+        self.chunker = chunker or Chunker(embedder, max_tokens=embedder.max_tokens - HEADER_TOKENS - 2)
+        self.lock_path = Path(lock_path) if lock_path else store.path.with_suffix(".lock")
+        self.max_file_bytes = max_file_bytes
+        self.batch_chunks = batch_chunks
+        self.parse_workers = parse_workers
+        self.on_event = on_event or (lambda kind, data: None)
+
+    # -- public --------------------------------------------------------------------------------
+    def ingest(self, paths: Sequence[str | Path], doc_type: str | None = None, acl: Sequence[str] = (),
+               exclude: Sequence[str] = ()) -> IngestReport:
+        if doc_type is not None and doc_type not in DOC_TYPES:
+            raise ConfigError(f"--doc-type {doc_type!r} is not one of {', '.join(DOC_TYPES)}")
+        acl_tokens = validate_acl(list(acl))
+        report = IngestReport()
+        with self._locked():
+            self.reconcile()
+            self.store.set_dirty(True)
+            found = discover(paths, exclude)
+            for err in found.failures:
+                self._fail(report, err)
+            todo = self._plan(found.candidates, doc_type, acl_tokens, report)
+            self.on_event("plan", {"files": len(found.candidates), "todo": len(todo)})
+            self._run(todo, doc_type, acl_tokens, report)
+            seen = {str(c.path) for c in found.candidates}
+            for root in found.roots:
+                for doc_id in self.store.doc_ids_under(str(root) + os.sep):
+                    doc = self.store.get_document(doc_id)
+                    if doc and doc.uri not in seen:
+                        self._remove(doc_id)
+                        report.deleted += 1
+                        self.on_event("deleted", {"doc_id": doc_id, "uri": doc.uri})
+            self.store.set_dirty(False)
+        return report
+
+    def remove(self, doc_id: str) -> SourceDoc:
+        with self._locked():
+            self.reconcile()
+            doc = self.store.require_document(doc_id)
+            self.store.set_dirty(True)
+            self._remove(doc_id)
+            self.store.set_dirty(False)
+            return doc
+
+    def reconcile(self) -> tuple[int, int]:
+        """Make Chroma hold exactly the chunks SQLite references, after an interrupted run."""
+        if not self.store.is_dirty():
+            return 0, 0
+        live = self.store.chunk_ids()
+        stored = self.vectors.ids()
+        extra = sorted(stored - live)
+        missing = sorted(live - stored)
+        if extra:
+            self.vectors.delete(extra)
+        restored = 0
+        if missing:
+            by_doc: dict[str, list[Chunk]] = {}
+            for c in self.store.get_chunks(missing).values():
+                by_doc.setdefault(c.doc_id, []).append(c)
+            for doc_id, chunks in by_doc.items():
+                doc = self.store.require_document(doc_id)
+                pend = _Pending(Candidate(Path(doc.uri), None), doc_id, doc.version, doc.size, 0.0, "", False)
+                pend.chunks = sorted(chunks, key=lambda c: c.ordinal)
+                self._embed([(pend, doc.title)])
+                self.vectors.upsert([c.id for c in pend.chunks], pend.vectors,
+                                    [self._meta(doc, c) for c in pend.chunks])
+                restored += len(chunks)
+        log.info("reconciled store: removed %d orphan vectors, restored %d", len(extra), restored)
+        self.store.set_dirty(False)
+        return len(extra), restored
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _locked(self):
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise StoreLocked(f"another ingest is writing to {self.lock_path.parent}; wait for it to finish") from exc
+        return _Release(lock)
+
+    def _fail(self, report: IngestReport, err: IngestError) -> None:
+        report.failed.append({"path": err.path, "error": err.reason})
+        log.warning("skipped %s: %s", err.path, err.reason)
+        self.on_event("failed", {"path": err.path, "error": err.reason})
+
+    def _fingerprint(self, doc_type: str | None, acl: tuple[str, ...]) -> str:
+        return "|".join([PARSER_VERSION, self.chunker.fingerprint, self.embedder.model_id,
+                         doc_type or "", ",".join(acl)])
+
+    def _plan(self, cands: Sequence[Candidate], doc_type: str | None, acl: tuple[str, ...],
+              report: IngestReport) -> list[tuple[_Pending, bytes]]:
+        fp = self._fingerprint(doc_type, acl)
+        todo = []
+        for cand in cands:
+            try:
+                st = cand.path.stat()
+                if st.st_size > self.max_file_bytes:
+                    raise FileTooLarge(str(cand.path), f"is {st.st_size / 2**20:.1f} MiB, over the "
+                                       f"{self.max_file_bytes / 2**20:.0f} MiB limit; split it or raise LORE_INGEST__MAX_FILE_MB")
+                data = cand.path.read_bytes()
+            except IngestError as err:
+                self._fail(report, err)
+                continue
+            except OSError as exc:
+                self._fail(report, UnreadableFile(str(cand.path), f"cannot be read ({exc.strerror}); check permissions"))
+                continue
+            doc_id = doc_id_for(cand.path)
+            version = hashlib.sha256(data).hexdigest()
+            prev = self.store.fingerprint(doc_id)
+            if prev == (version, fp):
+                report.unchanged += 1
+                self.on_event("unchanged", {"path": str(cand.path)})
+                continue
+            todo.append((_Pending(cand, doc_id, version, len(data), st.st_mtime, fp, prev is None), data))
+        return todo
+
+    def _parsed(self, todo: list[tuple[_Pending, bytes]]) -> Iterator[tuple[_Pending, ParsedDoc | IngestError]]:
+        """Parse in a worker process, a few files ahead, while the caller embeds (overlap)."""
+        if self.parse_workers == 0 or len(todo) < 4:
+            for pend, data in todo:
+                yield pend, _parse_job(str(pend.cand.path), data)
+            return
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(self.parse_workers, mp_context=ctx, initializer=_worker_init) as pool:
+            window: deque[tuple[_Pending, Future]] = deque()
+            it = iter(todo)
+            for pend, data in it:
+                window.append((pend, pool.submit(_parse_job, str(pend.cand.path), data)))
+                if len(window) >= 2 * self.parse_workers + 2:
+                    break
+            while window:
+                pend, fut = window.popleft()
+                nxt = next(it, None)
+                if nxt is not None:
+                    window.append((nxt[0], pool.submit(_parse_job, str(nxt[0].cand.path), nxt[1])))
+                try:
+                    yield pend, fut.result()
+                except Exception as exc:  # noqa: BLE001 - a crashed worker fails one file, not the batch
+                    yield pend, IngestError(str(pend.cand.path), f"parser crashed ({type(exc).__name__}: {exc})")
+
+    def _run(self, todo: list[tuple[_Pending, bytes]], doc_type: str | None, acl: tuple[str, ...],
+             report: IngestReport) -> None:
+        batch: list[_Pending] = []
+        size = 0
+        for pend, result in self._parsed(todo):
+            if isinstance(result, IngestError):
+                self._fail(report, result)
+                continue
+            pend.parsed = result
+            norm, pend.chunks = self.chunker.chunk(pend.doc_id, pend.version, result)
+            pend.text = norm.text
+            batch.append(pend)
+            size += len(pend.chunks)
+            if size >= self.batch_chunks:
+                self._flush(batch, doc_type, acl, report)
+                batch, size = [], 0
+        if batch:
+            self._flush(batch, doc_type, acl, report)
+
+    def _flush(self, batch: list[_Pending], doc_type: str | None, acl: tuple[str, ...], report: IngestReport) -> None:
+        now = datetime.now(timezone.utc).isoformat()
+        docs = []
+        for pend in batch:
+            fm = pend.parsed.front_matter
+            fm_acl = fm.get("acl")
+            tokens = acl or (validate_acl(fm_acl if isinstance(fm_acl, list) else [fm_acl], f"{pend.cand.path}: front matter acl")
+                             if fm_acl else ())
+            title = (pend.parsed.title or pend.cand.path.stem).strip()[:300]
+            docs.append(SourceDoc(
+                id=pend.doc_id, uri=str(pend.cand.path), title=title,
+                doc_type=doc_type_for(pend.cand.path, fm, doc_type), version=pend.version,
+                updated_at=_updated_at(fm, pend.mtime), ingested_at=now, acl=tokens, size=pend.size,
+                chunk_count=len(pend.chunks)))
+        self._embed([(pend, doc.title) for pend, doc in zip(batch, docs)])
+        for pend, doc in zip(batch, docs):
+            self.on_event("checkpoint", {"at": "before_vectors", "doc_id": doc.id})
+            self.vectors.upsert([c.id for c in pend.chunks], pend.vectors,
+                                [self._meta(doc, c, pend.parsed.front_matter) for c in pend.chunks])
+            self.on_event("checkpoint", {"at": "before_commit", "doc_id": doc.id})
+            old = self.store.replace_document(doc, pend.text, pend.chunks, pend.fingerprint, pend.parsed.front_matter)
+            self.on_event("checkpoint", {"at": "after_commit", "doc_id": doc.id})
+            stale = sorted(set(old) - {c.id for c in pend.chunks})
+            if stale:
+                self.vectors.delete(stale)
+            report.chunks += len(pend.chunks)
+            if pend.is_new:
+                report.added += 1
+            else:
+                report.updated += 1
+            self.on_event("stored", {"doc_id": doc.id, "path": doc.uri, "chunks": len(pend.chunks), "new": pend.is_new})
+
+    def _embed(self, batch: list[tuple[_Pending, str]]) -> None:
+        """Fill each pending doc's vectors in one model call, embedding only texts the cache lacks."""
+        texts: dict[str, str] = {}
+        for pend, title in batch:
+            pend.keys = []
+            for c in pend.chunks:
+                text = embed_text(title, c)
+                key = hashlib.sha256(f"{self.embedder.model_id}\x00{text}".encode()).hexdigest()
+                pend.keys.append(key)
+                texts[key] = text
+        cached = self.store.cached_vectors(texts)
+        todo = [k for k in texts if k not in cached]
+        if todo:
+            vecs = self.embedder.embed_documents([texts[k] for k in todo])
+            self.store.put_vectors(dict(zip(todo, vecs)))
+            cached.update(zip(todo, vecs))
+            self.on_event("embedded", {"chunks": len(todo)})
+        for pend, _ in batch:
+            pend.vectors = np.stack([cached[k] for k in pend.keys]) if pend.keys else np.zeros((0, 1), np.float32)
+
+    @staticmethod
+    def _meta(doc: SourceDoc, c: Chunk, front_matter: dict | None = None) -> dict:
+        meta = {"doc_id": doc.id, "doc_type": doc.doc_type, "version": doc.version, "uri": doc.uri,
+                "updated_at": int(datetime.fromisoformat(doc.updated_at).timestamp()),
+                "acl": list(doc.acl) or [DEFAULT_ACL_MARK], "ordinal": c.ordinal}
+        for k, v in (front_matter or {}).items():  # scalar front matter becomes filterable metadata
+            if isinstance(v, (str, int, float, bool)) and re.fullmatch(r"[A-Za-z0-9_]{1,40}", str(k)):
+                meta[f"fm_{k}"] = v
+        return meta
+
+    def _remove(self, doc_id: str) -> None:
+        ids = self.store.delete_document(doc_id)
+        self.vectors.delete(ids)
+
+
+def embed_text(title: str, c: Chunk) -> str:
+    """What the model sees for a chunk: title and section path as a short header, then the text."""
+    section = [s for s in c.section if s != title]
+    header = " > ".join([title, *section])
+    if len(header) > HEADER_CHARS:  # keep within HEADER_TOKENS so the passage itself is never truncated
+        header = header[:HEADER_CHARS].rsplit(" ", 1)[0]
+    return f"{header}\n\n{c.text}"
+
+
+class _Release:
+    def __init__(self, lock) -> None:
+        self.lock = lock
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()

@@ -1,0 +1,215 @@
+"""The document registry, chunk table, FTS5 keyword index and embedding cache, in one SQLite file.
+
+SQLite is the source of truth: a document version becomes visible in one transaction that swaps its
+registry row, chunk rows and keyword postings together, so readers never see half a version.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ingest.errors import DocumentNotFound, StoreError
+from ingest.types import Chunk, SourceDoc
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY, uri TEXT NOT NULL, title TEXT NOT NULL, doc_type TEXT NOT NULL,
+    version TEXT NOT NULL, updated_at TEXT NOT NULL, ingested_at TEXT NOT NULL, acl TEXT NOT NULL,
+    size INTEGER NOT NULL, chunk_count INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+    text TEXT NOT NULL, front_matter TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS documents_uri ON documents(uri);
+CREATE TABLE IF NOT EXISTS doc_acl (doc_id TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (token, doc_id));
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY, chunk_id TEXT UNIQUE NOT NULL, doc_id TEXT NOT NULL,
+    version TEXT NOT NULL, ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    section TEXT NOT NULL, page_start INTEGER, page_end INTEGER, content_hash TEXT NOT NULL,
+    token_count INTEGER NOT NULL, text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, section, body, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
+"""
+_DOC_COLS = "doc_id, uri, title, doc_type, version, updated_at, ingested_at, acl, size, chunk_count"
+_CHUNK_COLS = 'chunk_id, doc_id, version, ordinal, text, section, page_start, page_end, start, "end", content_hash, token_count'
+
+
+def _doc(row: sqlite3.Row) -> SourceDoc:
+    return SourceDoc(id=row[0], uri=row[1], title=row[2], doc_type=row[3], version=row[4],
+                     updated_at=row[5], ingested_at=row[6], acl=tuple(json.loads(row[7])),
+                     size=row[8], chunk_count=row[9])
+
+
+def _chunk(row: sqlite3.Row) -> Chunk:
+    return Chunk(id=row[0], doc_id=row[1], version=row[2], ordinal=row[3], text=row[4],
+                 section=tuple(json.loads(row[5])), page_start=row[6], page_end=row[7],
+                 start=row[8], end=row[9], content_hash=row[10], token_count=row[11])
+
+
+class SqliteStore:
+    """Registry + keyword index + embedding cache. One writer at a time; readers see committed state."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                       timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable Lore database ({exc}); move it aside and ingest again") from exc
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema {row[0]} is not {SCHEMA_VERSION}; re-ingest into a new LORE_DATA_DIR")
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- registry ------------------------------------------------------------------------------
+    def get_document(self, doc_id: str) -> SourceDoc | None:
+        row = self._db.execute(f"SELECT {_DOC_COLS} FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        return _doc(row) if row else None
+
+    def require_document(self, doc_id: str) -> SourceDoc:
+        doc = self.get_document(doc_id)
+        if doc is None:
+            raise DocumentNotFound(f"no document with id {doc_id!r}; list ids with 'lore docs'")
+        return doc
+
+    def fingerprint(self, doc_id: str) -> tuple[str, str] | None:
+        """(version, pipeline fingerprint) of the stored document, for skipping unchanged files."""
+        row = self._db.execute("SELECT version, fingerprint FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def documents(self) -> list[SourceDoc]:
+        return [_doc(r) for r in self._db.execute(f"SELECT {_DOC_COLS} FROM documents ORDER BY uri")]
+
+    def doc_ids_under(self, prefix: str) -> list[str]:
+        """Ids of documents whose uri lies under a folder path (prefix ends with a separator)."""
+        esc = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return [r[0] for r in self._db.execute(
+            "SELECT doc_id FROM documents WHERE uri LIKE ? ESCAPE '\\'", (esc + "%",))]
+
+    def document_text(self, doc_id: str) -> str:
+        row = self._db.execute("SELECT text FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        if row is None:
+            raise DocumentNotFound(f"no document with id {doc_id!r}; list ids with 'lore docs'")
+        return row[0]
+
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        return [_chunk(r) for r in self._db.execute(
+            f"SELECT {_CHUNK_COLS} FROM chunks WHERE doc_id=? ORDER BY ordinal", (doc_id,))]
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
+        out: dict[str, Chunk] = {}
+        ids = list(chunk_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = f"SELECT {_CHUNK_COLS} FROM chunks WHERE chunk_id IN ({','.join('?' * len(part))})"
+            out.update((r[0], _chunk(r)) for r in self._db.execute(q, part))
+        return out
+
+    def chunk_ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT chunk_id FROM chunks")}
+
+    def counts(self) -> tuple[int, int]:
+        d = self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        c = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return d, c
+
+    def replace_document(self, doc: SourceDoc, text: str, chunks: Sequence[Chunk], fingerprint: str,
+                         front_matter: dict | None = None) -> list[str]:
+        """Atomically make `doc` with `chunks` the current version; return the old version's chunk ids."""
+        with self._tx() as db:
+            old = self._drop(db, doc.id)
+            db.execute(
+                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (doc.id, doc.uri, doc.title, doc.doc_type, doc.version, doc.updated_at, doc.ingested_at,
+                 json.dumps(list(doc.acl)), doc.size, len(chunks), fingerprint, text,
+                 json.dumps(front_matter or {}, default=str)))
+            db.executemany("INSERT INTO doc_acl VALUES (?,?)", [(doc.id, t) for t in doc.acl])
+            for c in chunks:
+                cur = db.execute(
+                    "INSERT INTO chunks (chunk_id, doc_id, version, ordinal, start, \"end\", section, page_start,"
+                    " page_end, content_hash, token_count, text) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (c.id, c.doc_id, c.version, c.ordinal, c.start, c.end, json.dumps(list(c.section)),
+                     c.page_start, c.page_end, c.content_hash, c.token_count, c.text))
+                db.execute("INSERT INTO chunks_fts (rowid, title, section, body) VALUES (?,?,?,?)",
+                           (cur.lastrowid, doc.title, " ".join(c.section), c.text))
+        return old
+
+    def delete_document(self, doc_id: str) -> list[str]:
+        """Remove a document and its chunks from the registry and keyword index; return chunk ids."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM documents WHERE doc_id=?", (doc_id,)).fetchone() is None:
+                raise DocumentNotFound(f"no document with id {doc_id!r}; list ids with 'lore docs'")
+            return self._drop(db, doc_id)
+
+    @staticmethod
+    def _drop(db: sqlite3.Connection, doc_id: str) -> list[str]:
+        rows = db.execute("SELECT rowid, chunk_id FROM chunks WHERE doc_id=?", (doc_id,)).fetchall()
+        db.executemany("DELETE FROM chunks_fts WHERE rowid=?", [(r[0],) for r in rows])
+        db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+        db.execute("DELETE FROM doc_acl WHERE doc_id=?", (doc_id,))
+        db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
+        return [r[1] for r in rows]
+
+    # -- crash recovery marker --------------------------------------------------------------------
+    def set_dirty(self, dirty: bool) -> None:
+        """Mark that vector writes are in flight; a run that finds it set reconciles first."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('dirty', ?)", ("1" if dirty else "0",))
+
+    def is_dirty(self) -> bool:
+        row = self._db.execute("SELECT value FROM meta WHERE key='dirty'").fetchone()
+        return bool(row and row[0] == "1")
+
+    # -- embedding cache -----------------------------------------------------------------------
+    def cached_vectors(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        ks = list(keys)
+        for i in range(0, len(ks), 500):
+            part = ks[i:i + 500]
+            q = f"SELECT key, vector FROM embeddings WHERE key IN ({','.join('?' * len(part))})"
+            out.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in self._db.execute(q, part))
+        return out
+
+    def put_vectors(self, items: dict[str, np.ndarray]) -> None:
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)",
+                           [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+
+    def prune_vectors(self, live_keys: set[str]) -> int:
+        """Drop cached vectors no stored chunk uses any more."""
+        with self._tx() as db:
+            dead = [(k,) for (k,) in db.execute("SELECT key FROM embeddings") if k not in live_keys]
+            db.executemany("DELETE FROM embeddings WHERE key=?", dead)
+        return len(dead)
