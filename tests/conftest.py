@@ -1,0 +1,74 @@
+"""Shared fixtures: real model, real Chroma, real SQLite, in temporary data dirs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples" / "acme"
+ENTERPRISE = REPO.parent / "shared" / "corpora" / "enterprise"
+ENTERPRISE_DIRS = [ENTERPRISE / d for d in ("policies", "specs", "incidents")]
+LORE = str(Path(sys.executable).parent / "lore")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sample_binaries() -> None:
+    """The sample corpus's PDF/DOCX/PPTX are generated, not committed."""
+    subprocess.run([sys.executable, str(REPO / "samples" / "build.py"), "--check"], check=True)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from ingest.embedders import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture()
+def make_ingestor(tmp_path, embedder):
+    """Build an Ingestor over a fresh data dir (embedded Chroma) with the real model."""
+    from ingest.chroma_store import ChromaChunkStore
+    from ingest.pipeline import Ingestor
+    from ingest.sqlite_store import SqliteStore
+
+    def make(data_dir: Path | None = None, **kw):
+        d = data_dir or tmp_path / "kb"
+        store = SqliteStore(d / "lore.db")
+        vectors = ChromaChunkStore(embedder.model_id, path=d / "chroma")
+        kw.setdefault("parse_workers", 0)
+        return Ingestor(store, vectors, embedder, **kw)
+
+    return make
+
+
+@pytest.fixture()
+def corpus(tmp_path) -> Path:
+    """A writable copy of the sample corpus."""
+    dst = tmp_path / "corpus"
+    shutil.copytree(SAMPLES, dst)
+    return dst
+
+
+def snapshot(ingestor) -> dict:
+    """Everything a knowledge base holds, minus ingest timestamps: for exact equality checks."""
+    store, vectors = ingestor.store, ingestor.vectors
+    docs = {d.id: (d.uri, d.title, d.doc_type, d.version, d.acl, d.chunk_count) for d in store.documents()}
+    chunks = {}
+    for doc_id in docs:
+        for c in store.chunks(doc_id):
+            chunks[c.id] = (c.text, c.section, c.start, c.end, c.page_start, c.page_end, c.content_hash)
+    fts = store._db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+    ids = vectors.ids()
+    got = vectors.get(sorted(ids)) if ids else {}
+    vec_meta = {i: (m["doc_id"], m["version"], tuple(m["acl"])) for i, (_, m) in got.items()}
+    return {"docs": docs, "chunks": chunks, "fts_rows": fts, "vector_ids": ids, "vector_meta": vec_meta}
