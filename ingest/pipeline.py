@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import signal
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -120,8 +121,17 @@ def _parse_job(path: str, data: bytes) -> ParsedDoc | IngestError:
         return exc
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int) -> None:
+    """Parser processes die with the ingest that started them, even on kill -9 (Linux)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers exit when the call queue breaks
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 class Ingestor:
@@ -262,7 +272,8 @@ class Ingestor:
                 yield pend, _parse_job(str(pend.cand.path), data)
             return
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(self.parse_workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(self.parse_workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
             window: deque[tuple[_Pending, Future]] = deque()
             it = iter(todo)
             for pend, data in it:
