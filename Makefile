@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install install-test test demo samples bench clean
+.PHONY: install test demo samples bench clean
 
 install: $(VENV)/.installed
 
@@ -37,10 +37,6 @@ $(SPACY_WHEEL):
 		$(WHEELS)/spacy-build --name core_web_sm --version 3.8.0 --build wheel --force > /dev/null
 	cp $(WHEELS)/spacy-build/en_core_web_sm-3.8.0/dist/en_core_web_sm-3.8.0-py3-none-any.whl $@
 
-# Test-only system packages (Debian), installed by the project itself.
-install-test: install
-	@command -v pandoc >/dev/null || true
-
 samples: install
 	$(PY) samples/build.py
 
@@ -49,8 +45,9 @@ demo: install
 	$(VENV)/bin/lore ingest samples/acme --data-dir .lore/demo
 	$(VENV)/bin/lore docs --data-dir .lore/demo
 
-test: install-test
-	$(PY) -m pytest -q -ra
+test: install
+	$(PY) samples/build.py --check
+	$(PY) -m pytest -q -ra -p no:cacheprovider
 
 bench: install
 	$(PY) evals/bench_ingest.py

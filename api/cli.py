@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,10 +25,15 @@ EXIT_PARTIAL = 3  # some files could not be ingested; the rest were
 
 
 def _settings(data_dir: Optional[Path]) -> Settings:
+    from pydantic import ValidationError
+
     try:
         s = Settings()
-    except Exception as exc:  # pydantic ValidationError names the variable
-        raise ConfigError(f"invalid LORE_ settings: {exc}") from exc
+    except ValidationError as exc:
+        bad = "; ".join(f"LORE_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        _fail(ConfigError(f"invalid setting {bad}"))
+    except LoreError as exc:
+        _fail(exc)
     if data_dir is not None:
         s.data_dir = data_dir
     logging.basicConfig(level=s.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -35,7 +41,7 @@ def _settings(data_dir: Optional[Path]) -> Settings:
 
 
 def _fail(exc: LoreError) -> None:
-    err.print(f"[red]error:[/] {exc}")
+    err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
     code = 4 if isinstance(exc, DocumentNotFound) else 5 if isinstance(exc, StoreError) else 2
     raise typer.Exit(code)
 

@@ -31,6 +31,9 @@ class IngestError(LoreError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self):  # travels back from parser processes intact
+        return (type(self), (self.path, self.reason))
+
 
 class UnsupportedFormat(IngestError):
     """The file's type is not one Lore can parse."""

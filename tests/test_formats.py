@@ -104,3 +104,10 @@ def test_front_matter_and_table_helpers():
     assert meta == {"title": "T"} and body == "body"
     assert split_front_matter("---\n: [bad\n---\nbody") == ({}, "body")
     assert table_rows("<table><tr><td>a &amp; b</td><td> c </td></tr></table>") == "a & b | c"
+
+
+def test_ingest_errors_survive_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ParseFailed("a.pdf", "is corrupt")))
+    assert type(err) is ParseFailed and (err.path, err.reason) == ("a.pdf", "is corrupt")

@@ -1,0 +1,108 @@
+"""The `lore` CLI end to end, with the network made unreachable for the whole process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ENTERPRISE_DIRS, LORE, REPO
+
+# Runs the real CLI with an audit hook that refuses any socket connect or DNS lookup.
+NO_NET = textwrap.dedent("""
+    import sys
+    def hook(event, args):
+        if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "urllib.Request"):
+            host = args[1] if event == "socket.connect" else args[0]
+            raise RuntimeError(f"network access attempted during ingest: {event} {host!r}")
+    sys.addaudithook(hook)
+    from api.cli import app
+    sys.argv = ["lore", *sys.argv[1:]]
+    app()
+""")
+
+
+def lore(*args, env=None, offline=True):
+    cmd = [sys.executable, "-c", NO_NET, *args] if offline else [LORE, *args]
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("HF_HUB_OFFLINE", None)  # prove Lore sets it itself
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=full_env, timeout=900)
+
+
+def test_ingest_docs_rm_without_network(tmp_path, corpus):
+    d = str(tmp_path / "kb")
+    r = lore("ingest", str(corpus), "--data-dir", d, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary == {"added": 10, "updated": 0, "unchanged": 0, "deleted": 0, "failed": [],
+                       "chunks": summary["chunks"]} and summary["chunks"] > 10
+    docs = json.loads(lore("docs", "--data-dir", d, "--json").stdout)
+    assert {x["doc_type"] for x in docs} == {"policy", "spec", "incident"}
+    doc = next(x for x in docs if x["title"] == "Payments API Specification v3")
+    shown = json.loads(lore("show", doc["id"], "--data-dir", d, "--json").stdout)
+    assert any("600 requests per minute" in c["text"] for c in shown["chunks"])
+    r = lore("rm", doc["id"], "--data-dir", d)
+    assert r.returncode == 0 and "removed" in r.stdout
+    r = lore("rm", doc["id"], "--data-dir", d)
+    assert r.returncode == 4 and "lore docs" in r.stderr
+    again = json.loads(lore("ingest", str(corpus), "--data-dir", d, "--json").stdout.splitlines()[-1])
+    assert (again["added"], again["unchanged"]) == (1, 9)
+
+
+def test_the_hook_really_blocks_network(tmp_path):
+    probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9', timeout=1)"
+    r = subprocess.run([sys.executable, "-c", NO_NET.replace("from api.cli import app", probe).replace("app()", "")],
+                       capture_output=True, text=True)
+    assert "network access attempted" in r.stderr
+
+
+def test_partial_failure_exit_code_and_bad_arguments(tmp_path, corpus):
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 nope")
+    d = str(tmp_path / "kb")
+    r = lore("ingest", str(corpus), "--data-dir", d, "--json", offline=False)
+    assert r.returncode == 3
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["added"] == 10 and out["failed"][0]["path"].endswith("broken.pdf")
+    r = lore("ingest", str(corpus), "--data-dir", d, "--acl", "everyone", offline=False)
+    assert r.returncode == 2 and "invalid ACL token 'everyone'" in r.stderr
+    r = lore("ingest", str(corpus), "--data-dir", d, env={"LORE_EMBEDDING__BACKEND": "gpu"}, offline=False)
+    assert r.returncode == 2 and "LORE_EMBEDDING__BACKEND" in r.stderr
+
+
+@pytest.mark.slow
+def test_enterprise_corpus_ingests_completely(tmp_path):
+    """144 real documents: every file ingests; every chunk's provenance is complete and exact."""
+    from chromadb.api.client import SharedSystemClient
+
+    from ingest.sqlite_store import SqliteStore
+
+    d = tmp_path / "kb"
+    r = lore("ingest", *map(str, ENTERPRISE_DIRS), "--data-dir", str(d), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["added"] == 144 and summary["failed"] == [] and summary["chunks"] > 2000
+    store = SqliteStore(d / "lore.db")
+    docs = store.documents()
+    assert sorted({x.doc_type for x in docs}) == ["incident", "policy", "spec"]
+    by_type = {t: sum(x.doc_type == t for x in docs) for t in ("policy", "spec", "incident")}
+    assert by_type == {"policy": 57, "spec": 21, "incident": 66}
+    total = 0
+    for doc in docs:
+        assert doc.title and doc.uri and len(doc.version) == 64 and doc.updated_at and doc.ingested_at
+        text = store.document_text(doc.id)
+        chunks = store.chunks(doc.id)
+        assert len(chunks) == doc.chunk_count > 0
+        for c in chunks:
+            assert text[c.start:c.end] == c.text and c.text.strip()
+            assert c.doc_id == doc.id and c.version == doc.version and c.section and c.content_hash
+            assert c.token_count <= 222  # the model's 256-token window less the header budget
+        total += len(chunks)
+    assert total == summary["chunks"]
+    SharedSystemClient.clear_system_cache()
+    from ingest.chroma_store import ChromaChunkStore
+
+    assert ChromaChunkStore("st:model", path=d / "chroma").count() == total
+    rerun = json.loads(lore("ingest", *map(str, ENTERPRISE_DIRS), "--data-dir", str(d), "--json").stdout.splitlines()[-1])
+    assert rerun["unchanged"] == 144 and rerun["chunks"] == 0
