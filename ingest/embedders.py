@@ -51,6 +51,8 @@ def resolve_model(name: str) -> str:
 
 
 def _model_label(name: str) -> str:
+    if name == resolve_model(DEFAULT_MODEL):
+        return DEFAULT_MODEL
     p = Path(name)
     return p.name if p.exists() else name
 

@@ -182,6 +182,21 @@ class SqliteStore:
         db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
         return [r[1] for r in rows]
 
+    # -- keyword index -----------------------------------------------------------------------------
+    def keyword_search(self, query: str, k: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+                       ) -> list[tuple[str, float]]:
+        """BM25 over title, section path and body; returns (chunk_id, score), best first."""
+        from ingest.keywords import fts_match
+
+        match = fts_match(query)
+        if match is None:
+            return []
+        rows = self._db.execute(
+            "SELECT c.chunk_id, -bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts "
+            "JOIN chunks c ON c.rowid = chunks_fts.rowid WHERE chunks_fts MATCH ? ORDER BY s DESC LIMIT ?",
+            (*weights, match, k)).fetchall()
+        return [(r[0], float(r[1])) for r in rows]
+
     # -- crash recovery marker --------------------------------------------------------------------
     def set_dirty(self, dirty: bool) -> None:
         """Mark that vector writes are in flight; a run that finds it set reconciles first."""
