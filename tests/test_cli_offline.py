@@ -10,31 +10,47 @@ import pytest
 
 from conftest import ENTERPRISE_DIRS, LORE, REPO
 
-# Runs the real CLI with an audit hook that refuses any socket connect or DNS lookup.
+# A sitecustomize that every Python process of the run imports (parser workers included): an audit
+# hook refusing any socket connect or DNS lookup.
 NO_NET = textwrap.dedent("""
     import sys
-    def hook(event, args):
+    def _lore_no_network(event, args):
         if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "urllib.Request"):
             host = args[1] if event == "socket.connect" else args[0]
+            sys.stderr.write(f"NETWORK ACCESS ATTEMPTED: {event} {host!r}\\n")
             raise RuntimeError(f"network access attempted during ingest: {event} {host!r}")
-    sys.addaudithook(hook)
-    from api.cli import app
-    sys.argv = ["lore", *sys.argv[1:]]
-    app()
+    sys.addaudithook(_lore_no_network)
 """)
 
 
+@pytest.fixture(scope="module")
+def no_net_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("nonet")
+    (d / "sitecustomize.py").write_text(NO_NET)
+    return str(d)
+
+
 def lore(*args, env=None, offline=True):
-    cmd = [sys.executable, "-c", NO_NET, *args] if offline else [LORE, *args]
+    cmd = [LORE, *args]
     full_env = {**os.environ, **(env or {})}
     full_env.pop("HF_HUB_OFFLINE", None)  # prove Lore sets it itself
+    if offline:
+        full_env["PYTHONPATH"] = _NO_NET_DIR[0]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=full_env, timeout=900)
+
+
+_NO_NET_DIR = [""]
+
+
+@pytest.fixture(autouse=True)
+def _offline(no_net_dir):
+    _NO_NET_DIR[0] = no_net_dir
 
 
 def test_ingest_docs_rm_without_network(tmp_path, corpus):
     d = str(tmp_path / "kb")
     r = lore("ingest", str(corpus), "--data-dir", d, "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0 and "NETWORK ACCESS" not in r.stderr, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary == {"added": 10, "updated": 0, "unchanged": 0, "deleted": 0, "failed": [],
                        "chunks": summary["chunks"]} and summary["chunks"] > 10
@@ -51,10 +67,10 @@ def test_ingest_docs_rm_without_network(tmp_path, corpus):
     assert (again["added"], again["unchanged"]) == (1, 9)
 
 
-def test_the_hook_really_blocks_network(tmp_path):
+def test_the_hook_really_blocks_network(no_net_dir):
     probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9', timeout=1)"
-    r = subprocess.run([sys.executable, "-c", NO_NET.replace("from api.cli import app", probe).replace("app()", "")],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": no_net_dir})
     assert "network access attempted" in r.stderr
 
 
