@@ -85,8 +85,11 @@ class Chunker:
     def fingerprint(self) -> str:
         return f"chunker-v1:{self.max_tokens}:{self.min_fill}"
 
-    def chunk(self, doc_id: str, version: str, doc: ParsedDoc) -> tuple[Normalized, list[Chunk]]:
+    def chunk(self, doc_id: str, version: str, doc: ParsedDoc, title: str | None = None
+              ) -> tuple[Normalized, list[Chunk]]:
+        """Chunks with provenance; text before the first heading gets the document title as its section."""
         norm = normalize(doc)
+        fallback = tuple(t for t in [title or doc.title] if t)
         pieces = self._pieces(doc.blocks, norm)
         groups = self._pack(pieces)
         chunks = []
@@ -98,7 +101,7 @@ class Chunker:
             chunks.append(Chunk(
                 id=f"{doc_id}#{version[:12]}-{ordinal:04d}",
                 doc_id=doc_id, version=version, ordinal=ordinal, text=text,
-                section=body[0].section,
+                section=body[0].section or fallback,
                 page_start=min(pages) if pages else None,
                 page_end=max(pages) if pages else None,
                 start=group[0].start, end=group[-1].end,

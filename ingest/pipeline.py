@@ -114,6 +114,10 @@ def _updated_at(front_matter: dict, mtime: float) -> str:
     return datetime.fromtimestamp(mtime, tz=timezone.utc).isoformat()
 
 
+def _title(parsed: ParsedDoc, path: Path) -> str:
+    return (parsed.title or path.stem).strip()[:300]
+
+
 def _parse_job(path: str, data: bytes) -> ParsedDoc | IngestError:
     try:
         return parse_file(path, data)
@@ -299,7 +303,7 @@ class Ingestor:
                 self._fail(report, result)
                 continue
             pend.parsed = result
-            norm, pend.chunks = self.chunker.chunk(pend.doc_id, pend.version, result)
+            norm, pend.chunks = self.chunker.chunk(pend.doc_id, pend.version, result, _title(result, pend.cand.path))
             pend.text = norm.text
             batch.append(pend)
             size += len(pend.chunks)
@@ -317,7 +321,7 @@ class Ingestor:
             fm_acl = fm.get("acl")
             tokens = acl or (validate_acl(fm_acl if isinstance(fm_acl, list) else [fm_acl], f"{pend.cand.path}: front matter acl")
                              if fm_acl else ())
-            title = (pend.parsed.title or pend.cand.path.stem).strip()[:300]
+            title = _title(pend.parsed, pend.cand.path)
             docs.append(SourceDoc(
                 id=pend.doc_id, uri=str(pend.cand.path), title=title,
                 doc_type=doc_type_for(pend.cand.path, fm, doc_type), version=pend.version,

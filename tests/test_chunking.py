@@ -53,3 +53,9 @@ def test_page_numbers_follow_blocks():
 def test_normalize_joins_blocks_with_blank_lines():
     norm = normalize(_doc(Block("text", "a"), Block("text", "b")))
     assert norm.text == "a\n\nb" and norm.spans == ((0, 1), (3, 4))
+
+
+def test_text_before_first_heading_gets_title_as_section():
+    doc = _doc(Block("text", "Preamble " * 12), Block("title", "Part", 1), Block("text", "Body " * 12))
+    _, chunks = Chunker(HashEmbedder(), max_tokens=16).chunk("d", "0" * 64, doc, title="My Doc")
+    assert chunks[0].section == ("My Doc",) and chunks[-1].section == ("Part",)
