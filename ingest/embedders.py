@@ -97,6 +97,7 @@ class SentenceTransformerEmbedder(_HFTokenizerMixin):
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()
+                hf_logging.set_verbosity_error()  # chunk sizing tokenizes long blocks on purpose
 
                 try:
                     self._model = SentenceTransformer(self.model_name, device=self.device)

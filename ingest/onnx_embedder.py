@@ -112,7 +112,9 @@ class OnnxEmbedder(_HFTokenizerMixin):
         if self._tokenizer is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from transformers import AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.set_verbosity_error()  # chunk sizing tokenizes long blocks on purpose
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
         return self._tokenizer
 
