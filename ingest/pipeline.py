@@ -228,10 +228,9 @@ class Ingestor:
 
         lock = FileLock(str(self.lock_path))
         try:
-            lock.acquire(timeout=0)
+            return lock.acquire(timeout=0)  # a context manager that releases the lock
         except Timeout as exc:
             raise StoreLocked(f"another ingest is writing to {self.lock_path.parent}; wait for it to finish") from exc
-        return _Release(lock)
 
     def _fail(self, report: IngestReport, err: IngestError) -> None:
         report.failed.append({"path": err.path, "error": err.reason})
@@ -388,13 +387,3 @@ def embed_text(title: str, c: Chunk) -> str:
         header = header[:HEADER_CHARS].rsplit(" ", 1)[0]
     return f"{header}\n\n{c.text}"
 
-
-class _Release:
-    def __init__(self, lock) -> None:
-        self.lock = lock
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.lock.release()

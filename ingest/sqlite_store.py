@@ -221,10 +221,3 @@ class SqliteStore:
         with self._tx() as db:
             db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)",
                            [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
-
-    def prune_vectors(self, live_keys: set[str]) -> int:
-        """Drop cached vectors no stored chunk uses any more."""
-        with self._tx() as db:
-            dead = [(k,) for (k,) in db.execute("SELECT key FROM embeddings") if k not in live_keys]
-            db.executemany("DELETE FROM embeddings WHERE key=?", dead)
-        return len(dead)
