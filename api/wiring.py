@@ -24,7 +24,7 @@ def build_embedder(s: Settings) -> Embedder:
         case "onnx":
             from ingest.onnx_embedder import OnnxEmbedder
 
-            return OnnxEmbedder(s.embedding.model, cache_dir=Path(s.data_dir) / "models",
+            return OnnxEmbedder(s.embedding.model, cache_dir=s.embedding.onnx_cache_dir or Path(s.data_dir) / "models",
                                 batch_size=s.embedding.batch_size)
         case "hash":
             return HashEmbedder()
@@ -47,3 +47,17 @@ def build_ingestor(s: Settings, on_event: Callable[[str, dict], None] | None = N
     return Ingestor(store, build_vectors(s, embedder), embedder,
                     max_file_bytes=int(s.ingest.max_file_mb * 2**20), batch_chunks=s.ingest.batch_chunks,
                     parse_workers=s.ingest.parse_workers, on_event=on_event)
+
+
+def build_retriever(s: Settings, embedder: Embedder | None = None, store: SqliteStore | None = None):
+    from retriever.rerank import CrossEncoderReranker
+    from retriever.search import RetrievalConfig, Retriever
+
+    embedder = embedder or build_embedder(s)
+    r = s.retrieval
+    config = RetrievalConfig(fusion=r.fusion, dense_weight=r.dense_weight, rrf_k=r.rrf_k, depth=r.depth,
+                             field_weights=(r.title_weight, r.section_weight, 1.0),
+                             dedup_threshold=r.dedup_threshold, rerank_depth=r.rerank_depth)
+    reranker = CrossEncoderReranker(r.reranker) if r.reranker else None
+    return Retriever(store or build_store(s), build_vectors(s, embedder), embedder,
+                     default_acl=tuple(s.default_acl), config=config, reranker=reranker)

@@ -23,7 +23,7 @@ DEFAULT = [REPO.parent / "shared" / "corpora" / "enterprise" / d for d in ("poli
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("paths", nargs="*", type=Path, default=DEFAULT)
-    ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    ap.add_argument("--backend", choices=["torch", "onnx"], default="onnx")
     ap.add_argument("--parse-workers", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()

@@ -6,6 +6,8 @@ import io
 import logging
 import os
 import re
+import threading
+from contextlib import contextmanager
 from html import unescape
 from pathlib import Path
 
@@ -35,6 +37,10 @@ _FRONT_MATTER = re.compile(r"\A(?:\ufeff)?(---|\+\+\+)[ \t]*\r?\n(.*?)\r?\n\1[ \
 _ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S | re.I)
 _CELL = re.compile(r"<t[hd][^>]*>(.*?)</t[hd]>", re.S | re.I)
 _TAG = re.compile(r"<[^>]+>")
+
+
+def _unsupported(path: str) -> UnsupportedFormat:
+    return UnsupportedFormat(path, f"unsupported file type; supported: {', '.join(SUPPORTED)}")
 
 
 def format_of(path: str | Path) -> str | None:
@@ -91,7 +97,53 @@ def table_rows(html: str) -> str:
     return "\n".join(rows)
 
 
+_patch_lock = threading.Lock()
+_patch_depth = 0
+_patch_original = None
+
+
+@contextmanager
+def _plain_html_text():
+    """Classify untagged HTML text without spaCy while unstructured parses HTML-based formats.
+
+    unstructured runs a spaCy pipeline on every untagged HTML text node only to choose between
+    NarrativeText and Text (plus Address/EmailAddress), a distinction Lore's blocks never use: all
+    of them become plain text, and headings and list items come from the tags themselves. That
+    classifier is half of Markdown/HTML parse time. List items written as bullets are still
+    detected. Restored on exit, so other users of unstructured in this process are unaffected.
+    """
+    from unstructured.documents.elements import ListItem, NarrativeText
+    from unstructured.partition.html import parser
+    from unstructured.partition.text_type import is_bulleted_text
+
+    def derive(text: str):
+        if is_bulleted_text(text):
+            return ListItem
+        return NarrativeText if len(text) >= 2 else None
+
+    global _patch_depth, _patch_original
+    with _patch_lock:  # reference-counted, so overlapping parses in threads restore correctly
+        if _patch_depth == 0:
+            _patch_original = parser.derive_element_type_from_text
+            parser.derive_element_type_from_text = derive
+        _patch_depth += 1
+    try:
+        yield
+    finally:
+        with _patch_lock:
+            _patch_depth -= 1
+            if _patch_depth == 0:
+                parser.derive_element_type_from_text = _patch_original
+
+
 def _partition(fmt: str, path: str, data: bytes, text: str | None) -> list:
+    if fmt in ("md", "html", "rst", "eml"):
+        with _plain_html_text():
+            return _partition_any(fmt, path, data, text)
+    return _partition_any(fmt, path, data, text)
+
+
+def _partition_any(fmt: str, path: str, data: bytes, text: str | None) -> list:
     if fmt == "md":
         from unstructured.partition.md import partition_md
 
@@ -126,7 +178,7 @@ def _partition(fmt: str, path: str, data: bytes, text: str | None) -> list:
         from unstructured.partition.pptx import partition_pptx
 
         return partition_pptx(file=io.BytesIO(data), languages=_LANG)
-    raise UnsupportedFormat(path, f"unsupported file type; supported: {', '.join(SUPPORTED)}")
+    raise _unsupported(path)
 
 
 def _check_pdf(path: str, data: bytes) -> None:
@@ -174,7 +226,7 @@ def parse_file(path: str, data: bytes) -> ParsedDoc:
     """Parse one file's bytes; raise an IngestError subclass naming the path and the fix."""
     fmt = format_of(path)
     if fmt is None:
-        raise UnsupportedFormat(path, f"unsupported file type; supported: {', '.join(SUPPORTED)}")
+        raise _unsupported(path)
     if not data.strip():
         raise EmptyDocument(path, "is empty; add content or remove the file")
     meta: dict = {}

@@ -6,6 +6,8 @@ import hashlib
 import logging
 import os
 import threading
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -21,8 +23,6 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 def _export(model_dir: Path, out: Path, quantize: bool) -> None:
     """Export the transformer to ONNX with torch, then quantize weights to int8 per channel."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +30,28 @@ def _export(model_dir: Path, out: Path, quantize: bool) -> None:
     model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
     enc = tok(["export sample text"], return_tensors="pt")
     names = [n for n in _INPUTS if n in enc]
+    fp32 = out.with_suffix(".fp32.onnx.tmp")
+    with warnings.catch_warnings(), _quiet_root_logger():
+        warnings.simplefilter("ignore")  # tracer notes about shapes that are dynamic axes anyway
+        _export_graph(model, names, enc, fp32, tmp := out.with_suffix(".onnx.tmp"), quantize)
+    os.replace(tmp, out)  # atomic: a killed export never leaves a half-written model behind
+
+
+@contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer logs a pre-processing hint on the root logger at WARNING."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _export_graph(model, names, enc, fp32: Path, tmp: Path, quantize: bool) -> None:
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     class _Wrap(torch.nn.Module):
         def __init__(self, m):
@@ -39,13 +61,11 @@ def _export(model_dir: Path, out: Path, quantize: bool) -> None:
         def forward(self, *args):
             return self.m(**dict(zip(names, args))).last_hidden_state
 
-    fp32 = out.with_suffix(".fp32.onnx.tmp")
     axes = {n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]}
     with torch.no_grad():
         torch.onnx.export(_Wrap(model), tuple(enc[n] for n in names), str(fp32), input_names=names,
                           output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17,
                           dynamo=False)
-    tmp = out.with_suffix(".onnx.tmp")
     if quantize:
         # per-channel MatMul weights: per-tensor int8 costs this model ~0.06 cosine to its fp32 self
         quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
@@ -53,7 +73,6 @@ def _export(model_dir: Path, out: Path, quantize: bool) -> None:
         fp32.unlink()
     else:
         fp32.rename(tmp)
-    os.replace(tmp, out)  # atomic: a killed export never leaves a half-written model behind
 
 
 class OnnxEmbedder(_HFTokenizerMixin):

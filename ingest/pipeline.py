@@ -210,13 +210,14 @@ class Ingestor:
             by_doc: dict[str, list[Chunk]] = {}
             for c in self.store.get_chunks(missing).values():
                 by_doc.setdefault(c.doc_id, []).append(c)
+            docs = self.store.get_documents(by_doc)
             for doc_id, chunks in by_doc.items():
-                doc = self.store.require_document(doc_id)
+                doc, front_matter = docs[doc_id]
                 pend = _Pending(Candidate(Path(doc.uri), None), doc_id, doc.version, doc.size, 0.0, "", False)
                 pend.chunks = sorted(chunks, key=lambda c: c.ordinal)
                 self._embed([(pend, doc.title)])
                 self.vectors.upsert([c.id for c in pend.chunks], pend.vectors,
-                                    [self._meta(doc, c) for c in pend.chunks])
+                                    [self._meta(doc, c, front_matter) for c in pend.chunks])
                 restored += len(chunks)
         log.info("reconciled store: removed %d orphan vectors, restored %d", len(extra), restored)
         self.store.set_dirty(False)
@@ -370,6 +371,8 @@ class Ingestor:
                 "updated_at": int(datetime.fromisoformat(doc.updated_at).timestamp()),
                 "acl": list(doc.acl) or [DEFAULT_ACL_MARK], "ordinal": c.ordinal}
         for k, v in (front_matter or {}).items():  # scalar front matter becomes filterable metadata
+            if isinstance(v, (date, datetime)):
+                v = str(v)  # as the registry's JSON copy stores it, so both searches filter alike
             if isinstance(v, (str, int, float, bool)) and re.fullmatch(r"[A-Za-z0-9_]{1,40}", str(k)):
                 meta[f"fm_{k}"] = v
         return meta

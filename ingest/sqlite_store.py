@@ -114,9 +114,13 @@ class SqliteStore:
 
     def doc_ids_under(self, prefix: str) -> list[str]:
         """Ids of documents whose uri lies under a folder path (prefix ends with a separator)."""
-        esc = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return self.doc_ids_with_prefix(prefix)
+
+    def doc_ids_with_prefix(self, prefix: str) -> list[str]:
+        """Ids of documents whose uri starts with `prefix` (any string, not only a folder)."""
+        # substr, not LIKE: LIKE ignores ASCII case, and /KB/Policies is not /kb/policies
         return [r[0] for r in self._db.execute(
-            "SELECT doc_id FROM documents WHERE uri LIKE ? ESCAPE '\\'", (esc + "%",))]
+            "SELECT doc_id FROM documents WHERE substr(uri, 1, length(?)) = ?", (prefix, prefix))]
 
     def document_text(self, doc_id: str) -> str:
         row = self._db.execute("SELECT text FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
@@ -183,19 +187,35 @@ class SqliteStore:
         return [r[1] for r in rows]
 
     # -- keyword index -----------------------------------------------------------------------------
-    def keyword_search(self, query: str, k: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
-                       ) -> list[tuple[str, float]]:
-        """BM25 over title, section path and body; returns (chunk_id, score), best first."""
+    def keyword_search(self, query: str, k: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                       where: tuple[str, list] | None = None) -> list[tuple[str, float]]:
+        """BM25 over title, section path and body; returns (chunk_id, score), best first.
+
+        `where` is an SQL condition over the chunk's document row `d` (permissions and filters), applied
+        inside the search so `k` hits come back whenever `k` permitted ones exist.
+        """
         from ingest.keywords import fts_match
 
         match = fts_match(query)
         if match is None:
             return []
+        cond, params = where or ("1", [])
         rows = self._db.execute(
             "SELECT c.chunk_id, -bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts "
-            "JOIN chunks c ON c.rowid = chunks_fts.rowid WHERE chunks_fts MATCH ? ORDER BY s DESC LIMIT ?",
-            (*weights, match, k)).fetchall()
+            "JOIN chunks c ON c.rowid = chunks_fts.rowid JOIN documents d ON d.doc_id = c.doc_id "
+            f"WHERE chunks_fts MATCH ? AND ({cond}) ORDER BY s DESC LIMIT ?",
+            (*weights, match, *params, k)).fetchall()
         return [(r[0], float(r[1])) for r in rows]
+
+    def get_documents(self, doc_ids: Iterable[str]) -> dict[str, tuple[SourceDoc, dict]]:
+        """Current documents by id, each with its front matter."""
+        out: dict[str, tuple[SourceDoc, dict]] = {}
+        ids = list(dict.fromkeys(doc_ids))
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = f"SELECT {_DOC_COLS}, front_matter FROM documents WHERE doc_id IN ({','.join('?' * len(part))})"
+            out.update((r[0], (_doc(r), json.loads(r[10]))) for r in self._db.execute(q, part))
+        return out
 
     # -- crash recovery marker --------------------------------------------------------------------
     def set_dirty(self, dirty: bool) -> None:

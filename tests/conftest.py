@@ -27,8 +27,24 @@ def sample_binaries() -> None:
     subprocess.run([sys.executable, str(REPO / "samples" / "build.py"), "--check"], check=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """One ONNX export per test session, shared with the CLI subprocesses through the environment."""
+    d = tmp_path_factory.mktemp("onnx-models")
+    os.environ["LORE_EMBEDDING__ONNX_CACHE_DIR"] = str(d)
+    return d
+
+
 @pytest.fixture(scope="session")
-def embedder():
+def embedder(onnx_cache):
+    """The default backend (int8 ONNX export of the bundled MiniLM), as the product runs it."""
+    from ingest.onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(cache_dir=onnx_cache)
+
+
+@pytest.fixture(scope="session")
+def torch_embedder():
     from ingest.embedders import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()

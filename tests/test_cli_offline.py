@@ -118,8 +118,8 @@ def test_enterprise_corpus_ingests_completely(tmp_path):
     assert total == summary["chunks"]
     SharedSystemClient.clear_system_cache()
     from ingest.chroma_store import ChromaChunkStore
-    from ingest.embedders import SentenceTransformerEmbedder
+    from ingest.onnx_embedder import OnnxEmbedder
 
-    assert ChromaChunkStore(SentenceTransformerEmbedder().model_id, path=d / "chroma").count() == total
+    assert ChromaChunkStore(OnnxEmbedder().model_id, path=d / "chroma").count() == total
     rerun = json.loads(lore("ingest", *map(str, ENTERPRISE_DIRS), "--data-dir", str(d), "--json").stdout.splitlines()[-1])
     assert rerun["unchanged"] == 144 and rerun["chunks"] == 0

@@ -111,3 +111,25 @@ def test_ingest_errors_survive_pickling():
 
     err = pickle.loads(pickle.dumps(ParseFailed("a.pdf", "is corrupt")))
     assert type(err) is ParseFailed and (err.path, err.reason) == ("a.pdf", "is corrupt")
+
+
+def test_fast_html_text_path_gives_the_same_blocks_as_unstructured_default():
+    """The spaCy-free text classifier used for HTML-based formats changes nothing Lore keeps."""
+    from ingest import formats
+    from unstructured.partition.html import parser
+
+    shared = SAMPLES.parents[1].parent / "shared" / "corpora" / "enterprise"
+    files = sorted(SAMPLES.rglob("*.md")) + sorted(SAMPLES.rglob("*.html")) + sorted(shared.rglob("*.rst"))[:2] \
+        + sorted(shared.rglob("*.md"))[:12] + sorted(shared.rglob("*.html"))[:2]
+    assert len(files) > 15
+    original = parser.derive_element_type_from_text
+    for path in files:
+        data = path.read_bytes()
+        text = formats.decode_text(str(path), data)
+        if path.suffix == ".md":
+            text = formats.split_front_matter(text)[1]
+        fmt = formats.format_of(path)
+        fast, _ = formats._blocks(formats._partition(fmt, str(path), data, text))
+        slow, _ = formats._blocks(formats._partition_any(fmt, str(path), data, text))
+        assert fast == slow, path
+    assert parser.derive_element_type_from_text is original  # restored after every parse

@@ -1,0 +1,37 @@
+"""Near-duplicate passages (the same paragraph in two documents) collapse into the best-ranked one."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from retriever.types import Alternative, Hit
+
+_WORD = re.compile(r"\w+")
+
+
+def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    if len(words) < n:
+        return frozenset([tuple(words)]) if words else frozenset()
+    return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def collapse(hits: list[Hit], threshold: float = 0.8) -> list[Hit]:
+    """Keep the first of each group of near-identical passages; the others become its alternatives."""
+    kept: list[tuple[Hit, frozenset, list[Alternative]]] = []
+    for h in hits:
+        sh = shingles(h.chunk.text)
+        for i, (k, ksh, alts) in enumerate(kept):
+            if h.chunk.content_hash == k.chunk.content_hash or jaccard(sh, ksh) >= threshold:
+                alts.append(Alternative(h.chunk.id, h.doc.id, h.doc.title, h.doc.uri))
+                break
+        else:
+            kept.append((h, sh, []))
+    return [replace(h, alternatives=tuple(alts)) if alts else h for h, _, alts in kept]

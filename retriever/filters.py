@@ -1,0 +1,87 @@
+"""Permissions and filters compiled once, applied inside both searches (see FILTERS.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest.pipeline import DEFAULT_ACL_MARK
+from ingest.types import SourceDoc
+from retriever.types import Filters, Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The ACL tokens a principal matches, with the default-ACL marker when the default admits them."""
+
+    tokens: tuple[str, ...]
+
+    @classmethod
+    def for_principal(cls, principal: Principal, default_acl: tuple[str, ...]) -> "Access":
+        own = principal.tokens()
+        extra = (DEFAULT_ACL_MARK,) if set(own) & set(default_acl) else ()
+        return cls(tuple(sorted({*own, *extra})))
+
+    def can_read(self, doc: SourceDoc) -> bool:
+        acl = doc.acl or (DEFAULT_ACL_MARK,)
+        return bool(set(acl) & set(self.tokens))
+
+
+def chroma_where(access: Access, f: Filters, doc_ids: tuple[str, ...] | None) -> dict:
+    """A Chroma `where` that admits only readable, matching chunks. `doc_ids` is the resolved id set."""
+    acl = [{"acl": {"$contains": t}} for t in access.tokens]
+    clauses: list[dict] = [acl[0] if len(acl) == 1 else {"$or": acl}]
+    if f.doc_types:
+        clauses.append({"doc_type": {"$in": list(f.doc_types)}})
+    if doc_ids is not None:
+        clauses.append({"doc_id": {"$in": list(doc_ids)}})
+    if f.updated_after:
+        clauses.append({"updated_at": {"$gte": int(f.updated_after.timestamp())}})
+    if f.updated_before:
+        clauses.append({"updated_at": {"$lte": int(f.updated_before.timestamp())}})
+    for k, v in f.metadata:
+        clauses.append({f"fm_{k}": {"$eq": v}})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def sql_where(access: Access, f: Filters, doc_ids: tuple[str, ...] | None) -> tuple[str, list]:
+    """The same conditions over the `documents d` row, for the keyword search's SQL."""
+    real = [t for t in access.tokens if t != DEFAULT_ACL_MARK]
+    conds = [f"(EXISTS (SELECT 1 FROM doc_acl a WHERE a.doc_id = d.doc_id AND a.token IN ({','.join('?' * len(real))}))"
+             + (" OR d.acl = '[]')" if DEFAULT_ACL_MARK in access.tokens else ")")]
+    params: list = list(real)
+    if f.doc_types:
+        conds.append(f"d.doc_type IN ({','.join('?' * len(f.doc_types))})")
+        params += list(f.doc_types)
+    if doc_ids is not None:
+        conds.append(f"d.doc_id IN ({','.join('?' * len(doc_ids))})" if doc_ids else "0")
+        params += list(doc_ids)
+    if f.updated_after:
+        conds.append("unixepoch(d.updated_at) >= ?")
+        params.append(int(f.updated_after.timestamp()))
+    if f.updated_before:
+        conds.append("unixepoch(d.updated_at) <= ?")
+        params.append(int(f.updated_before.timestamp()))
+    for k, v in f.metadata:
+        conds.append("json_extract(d.front_matter, ?) = ?")
+        params += [f"$.{k}", v]
+    return " AND ".join(conds), params
+
+
+def doc_matches(access: Access, f: Filters, doc: SourceDoc, front_matter: dict) -> bool:
+    """The last check before a hit is returned: permission and every filter, fail closed."""
+    if not access.can_read(doc):
+        return False
+    if f.doc_types and doc.doc_type not in f.doc_types:
+        return False
+    if f.doc_ids and doc.id not in f.doc_ids:
+        return False
+    if f.path_prefix and not doc.uri.startswith(f.path_prefix):
+        return False
+    if f.updated_after or f.updated_before:
+        from datetime import datetime
+
+        ts = datetime.fromisoformat(doc.updated_at)
+        if (f.updated_after and ts < f.updated_after) or (f.updated_before and ts > f.updated_before):
+            return False
+    return all(k in front_matter and front_matter[k] == v and type(front_matter[k]) is type(v)
+               for k, v in f.metadata)

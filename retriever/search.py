@@ -1,0 +1,153 @@
+"""Hybrid retrieval: dense (Chroma) and keyword (FTS5 BM25) under the same pre-filter, fused, collapsed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal, Protocol, Sequence
+
+from ingest.chroma_store import ChunkStore
+from ingest.embedders import Embedder
+from ingest.errors import ConfigError
+from ingest.sqlite_store import SqliteStore
+from ingest.types import PUBLIC
+from retriever.dedupe import collapse
+from retriever.filters import Access, chroma_where, doc_matches, sql_where
+from retriever.fusion import fuse
+from retriever.types import Filters, Hit, Principal, SearchResult
+
+log = logging.getLogger(__name__)
+Mode = Literal["hybrid", "dense", "keyword"]
+
+
+class Reranker(Protocol):
+    """Scores (query, passage) pairs; higher is more relevant.
+
+    >>> reranker.score("pto carry over", ["Up to five days carry over."])  # -> [4.2]
+    """
+
+    model_id: str
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalConfig:
+    fusion: Literal["rrf", "weighted"] = "weighted"
+    dense_weight: float = 0.5  # weighted fusion: share of the normalized dense score
+    rrf_k: int = 60
+    depth: int = 100  # candidates taken from each search before fusion
+    field_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # BM25 weight of title, section, body
+    dedup_threshold: float = 0.8  # word-shingle Jaccard at which two passages count as the same text
+    rerank_depth: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(f"retrieval dense_weight must be within 0..1, got {self.dense_weight}")
+        if self.depth < 1 or self.rrf_k < 1 or self.rerank_depth < 1:
+            raise ConfigError("retrieval depth, rrf_k and rerank_depth must be at least 1")
+        if not 0.0 < self.dedup_threshold <= 1.0:
+            raise ConfigError(f"retrieval dedup_threshold must be within (0, 1], got {self.dedup_threshold}")
+
+
+class Retriever:
+    """Decides what Lore can cite: only current, permitted, matching passages, best first."""
+
+    def __init__(self, store: SqliteStore, vectors: ChunkStore, embedder: Embedder, *,
+                 default_acl: Sequence[str] = (PUBLIC,), config: RetrievalConfig | None = None,
+                 reranker: Reranker | None = None) -> None:
+        self.store, self.vectors, self.embedder = store, vectors, embedder
+        self.default_acl = tuple(default_acl)
+        self.config = config or RetrievalConfig()
+        self.reranker = reranker
+
+    def search(self, query: str, principal: Principal, filters: Filters | None = None, top_k: int = 10,
+               mode: Mode = "hybrid") -> SearchResult:
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError("the search query is empty; type what you are looking for")
+        if top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, got {top_k}")
+        if mode not in ("hybrid", "dense", "keyword"):
+            raise ConfigError(f"search mode {mode!r} is not one of hybrid, dense, keyword")
+        f = filters or Filters()
+        access = Access.for_principal(principal, self.default_acl)
+        t: dict[str, float] = {}
+        t0 = time.perf_counter()
+        doc_ids = self._resolve_doc_ids(f)
+        depth = max(self.config.depth, top_k * 2)
+        dense: list[tuple[str, float]] = []
+        keyword: list[tuple[str, float]] = []
+        if doc_ids != ():
+            if mode in ("hybrid", "dense"):
+                t1 = time.perf_counter()
+                vec = self.embedder.embed_query(query)
+                t["embed"] = time.perf_counter() - t1
+                t1 = time.perf_counter()
+                dense = self.vectors.query(vec, depth, where=chroma_where(access, f, doc_ids))
+                t["dense"] = time.perf_counter() - t1
+            if mode in ("hybrid", "keyword"):
+                t1 = time.perf_counter()
+                keyword = self.store.keyword_search(query, depth, self.config.field_weights,
+                                                    where=sql_where(access, f, doc_ids))
+                t["keyword"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        fused = fuse(dense, keyword, self.config.fusion, self.config.dense_weight, self.config.rrf_k)
+        hits = self._hydrate(fused, dense, keyword, access, f)
+        hits = collapse(hits, self.config.dedup_threshold)
+        t["fuse"] = time.perf_counter() - t1
+        if self.reranker is not None and hits:
+            t1 = time.perf_counter()
+            hits = self._rerank(query, hits)
+            t["rerank"] = time.perf_counter() - t1
+        hits = [_with_rank(h, i + 1) for i, h in enumerate(hits[:top_k])]
+        t["total"] = time.perf_counter() - t0
+        log.debug("search %r -> %d hits (dense %d, keyword %d)", query[:80], len(hits), len(dense), len(keyword))
+        return SearchResult(query, tuple(hits), {k: round(v * 1000, 2) for k, v in t.items()})
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _resolve_doc_ids(self, f: Filters) -> tuple[str, ...] | None:
+        """Doc-id restriction from the id and path-prefix filters: None = unrestricted, () = nothing."""
+        ids: set[str] | None = set(f.doc_ids) if f.doc_ids else None
+        if f.path_prefix:
+            under = set(self.store.doc_ids_with_prefix(f.path_prefix))
+            ids = under if ids is None else ids & under
+        return None if ids is None else tuple(sorted(ids))
+
+    def _hydrate(self, fused: list[tuple[str, float]], dense, keyword, access: Access, f: Filters) -> list[Hit]:
+        """Chunks and documents from the registry (the current version only), checked once more."""
+        ids = [cid for cid, _ in fused]
+        chunks = self.store.get_chunks(ids)  # a vector of a superseded version has no row: dropped
+        docs = self.store.get_documents({c.doc_id for c in chunks.values()})
+        d_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(dense)}
+        k_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(keyword)}
+        hits = []
+        for cid, score in fused:
+            chunk = chunks.get(cid)
+            if chunk is None or chunk.doc_id not in docs:
+                continue
+            doc, fm = docs[chunk.doc_id]
+            if chunk.version != doc.version or not doc_matches(access, f, doc, fm):
+                log.warning("dropped %s after the pre-filter: index and registry disagree", cid)
+                continue
+            dr, ds = d_rank.get(cid, (None, None))
+            kr, ks = k_rank.get(cid, (None, None))
+            hits.append(Hit(chunk, doc, score, 0, dr, ds, kr, ks))
+        return hits
+
+    def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        head, tail = hits[:self.config.rerank_depth], hits[self.config.rerank_depth:]
+        scores = self.reranker.score(query, [f"{h.doc.title}\n{h.chunk.text}" for h in head])
+        ranked = sorted(zip(head, scores), key=lambda p: -p[1])
+        out = [_replace(h, score=float(s), rerank_score=float(s)) for h, s in ranked]
+        return out + tail
+
+
+def _replace(h: Hit, **kw) -> Hit:
+    from dataclasses import replace
+
+    return replace(h, **kw)
+
+
+def _with_rank(h: Hit, rank: int) -> Hit:
+    return _replace(h, rank=rank)

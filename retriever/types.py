@@ -1,0 +1,130 @@
+"""Who is asking (Principal), what they narrow to (Filters), and what comes back (Hit, SearchResult)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from ingest.errors import ConfigError
+from ingest.types import DOC_TYPES, PUBLIC, Chunk, SourceDoc
+
+_NAME = re.compile(r"^[A-Za-z0-9._@+\-]{1,128}$")
+_META_KEY = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A reader: user id plus groups. Reads what is `public`, `user:<id>` or `group:<g>` for its groups."""
+
+    user_id: str | None = None
+    groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.user_id is not None and not _NAME.match(self.user_id):
+            raise ConfigError(f"user id {self.user_id!r} is not valid; use letters, digits and . _ @ + - only")
+        for g in self.groups:
+            if not _NAME.match(g):
+                raise ConfigError(f"group {g!r} is not valid; use letters, digits and . _ @ + - only")
+
+    @classmethod
+    def of(cls, user: str | None, groups: str | list[str] | tuple[str, ...] | None = None) -> "Principal":
+        """Build from CLI/API input: groups as a list or a comma-separated string."""
+        if isinstance(groups, str):
+            groups = [g for g in (x.strip() for x in groups.split(",")) if g]
+        return cls(user or None, tuple(sorted(set(groups or ()))))
+
+    def tokens(self) -> tuple[str, ...]:
+        toks = [PUBLIC, *(f"group:{g}" for g in self.groups)]
+        if self.user_id:
+            toks.append(f"user:{self.user_id}")
+        return tuple(sorted(set(toks)))
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Narrow a search. Every field is optional; all given fields must hold (AND); lists are OR within.
+
+    >>> Filters(doc_types=("policy",), updated_after=datetime(2025, 1, 1, tzinfo=timezone.utc))
+    """
+
+    doc_types: tuple[str, ...] = ()
+    doc_ids: tuple[str, ...] = ()
+    path_prefix: str | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    metadata: tuple[tuple[str, Scalar], ...] = ()  # front matter key = value, as stored at ingest
+
+    def __post_init__(self) -> None:
+        for t in self.doc_types:
+            if t not in DOC_TYPES:
+                raise ConfigError(f"filter doc type {t!r} is not one of {', '.join(DOC_TYPES)}")
+        for k, v in self.metadata:
+            if not _META_KEY.match(k):
+                raise ConfigError(f"metadata filter key {k!r} is not valid; use letters, digits and _ (max 40)")
+            if not isinstance(v, (str, int, float, bool)):
+                raise ConfigError(f"metadata filter {k!r} needs a string, number or boolean value, got {v!r}")
+        for name in ("updated_after", "updated_before"):
+            v = getattr(self, name)
+            if v is not None and v.tzinfo is None:
+                object.__setattr__(self, name, v.replace(tzinfo=timezone.utc))
+        if self.updated_after and self.updated_before and self.updated_after > self.updated_before:
+            raise ConfigError("filter updated_after is later than updated_before; nothing could match")
+
+    @property
+    def empty(self) -> bool:
+        return self == Filters()
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """A near-duplicate passage collapsed under a hit: the same text in another place."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One retrieved passage with its provenance, fused score and the rank it had in each stage."""
+
+    chunk: Chunk
+    doc: SourceDoc
+    score: float
+    rank: int
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    keyword_rank: int | None = None
+    keyword_score: float | None = None
+    rerank_score: float | None = None
+    alternatives: tuple[Alternative, ...] = ()
+
+    def to_dict(self) -> dict:
+        c, d = self.chunk, self.doc
+        return {
+            "rank": self.rank, "score": round(self.score, 6), "chunk_id": c.id, "doc_id": d.id,
+            "title": d.title, "uri": d.uri, "doc_type": d.doc_type, "version": d.version,
+            "updated_at": d.updated_at, "section": list(c.section), "page_start": c.page_start,
+            "page_end": c.page_end, "start": c.start, "end": c.end, "text": c.text,
+            "stages": {"dense_rank": self.dense_rank, "dense_score": _r(self.dense_score),
+                       "keyword_rank": self.keyword_rank, "keyword_score": _r(self.keyword_score),
+                       "rerank_score": _r(self.rerank_score)},
+            "alternatives": [asdict(a) for a in self.alternatives],
+        }
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    query: str
+    hits: tuple[Hit, ...]
+    timings_ms: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "hits": [h.to_dict() for h in self.hits], "timings_ms": self.timings_ms}
