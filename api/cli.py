@@ -1,4 +1,4 @@
-"""The `lore` command line: ingest, docs, rm, show."""
+"""The `lore` command line: ingest, docs, rm, show, search."""
 
 from __future__ import annotations
 
@@ -153,6 +153,76 @@ def show(doc_id: str = typer.Argument(..., help="document id"), data_dir: Option
         page = f" p.{c.page_start}" if c.page_start else ""
         out.print(f"\n[cyan]{c.id}[/] {c.section_path}{page} [{c.start}:{c.end}] {c.token_count} tokens")
         out.print(text[c.start:c.end][:400], markup=False)
+
+
+def _parse_when(value: Optional[str], option: str):
+    if value is None:
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        _fail(ConfigError(f"{option} {value!r} is not a date; use YYYY-MM-DD or an ISO 8601 time"))
+
+
+def _parse_meta(items: List[str]) -> tuple:
+    pairs = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            _fail(ConfigError(f"--meta {item!r} is not KEY=VALUE (e.g. --meta owner=payments)"))
+        try:
+            value = json.loads(raw)  # numbers and true/false keep their type, as front matter stores them
+            if not isinstance(value, (int, float, bool)):
+                value = raw
+        except ValueError:
+            value = raw
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+@app.command()
+def search(query: str = typer.Argument(..., help="what to look for"),
+           k: int = typer.Option(10, "-k", "--top-k", min=1, max=200, help="number of passages"),
+           doc_type: List[str] = typer.Option([], "--type", help="policy, spec, incident or other (repeatable)"),
+           doc_id: List[str] = typer.Option([], "--doc-id", help="only these documents (repeatable)"),
+           path: Optional[str] = typer.Option(None, "--path", help="only documents whose source path starts with this"),
+           after: Optional[str] = typer.Option(None, "--updated-after", help="only documents updated at/after (YYYY-MM-DD)"),
+           before: Optional[str] = typer.Option(None, "--updated-before", help="only documents updated at/before"),
+           meta: List[str] = typer.Option([], "--meta", help="front-matter KEY=VALUE filter (repeatable)"),
+           user: Optional[str] = typer.Option(None, "--user", help="search as this user id (default: anonymous)"),
+           groups: str = typer.Option("", "--groups", help="comma-separated groups of --user"),
+           mode: str = typer.Option("hybrid", "--mode", help="hybrid (default), dense or keyword"),
+           data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
+    """Search the knowledge base: ranked passages with title, section, page, score and a snippet."""
+    from api.wiring import build_retriever
+    from retriever.snippet import snippet
+    from retriever.types import Filters, Principal
+
+    s = _settings(data_dir)
+    try:
+        if path is not None and Path(path).exists():
+            path = str(Path(path).resolve()) + ("/" if Path(path).is_dir() else "")
+        filters = Filters(doc_types=tuple(doc_type), doc_ids=tuple(doc_id), path_prefix=path,
+                          updated_after=_parse_when(after, "--updated-after"),
+                          updated_before=_parse_when(before, "--updated-before"), metadata=_parse_meta(meta))
+        result = build_retriever(s).search(query, Principal.of(user, groups), filters, k, mode=mode)
+    except LoreError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    if not result.hits:
+        out.print("no passages found (none match, or none you may read)")
+        return
+    for h in result.hits:
+        page = f" · p.{h.chunk.page_start}" if h.chunk.page_start else ""
+        out.print(f"[bold]{h.rank}.[/] [cyan]{escape(h.doc.title)}[/] · {escape(h.chunk.section_path)}{page} "
+                  f"· {h.doc.doc_type} · score {h.score:.3f}")
+        out.print(f"   {snippet(h.chunk.text, query)}", markup=False, highlight=False)
+        alts = f" (also in {len(h.alternatives)} other place{'s' * (len(h.alternatives) > 1)})" if h.alternatives else ""
+        out.print(f"   [dim]{h.chunk.id}  {escape(h.doc.uri)}{alts}[/]")
 
 
 def main() -> None:  # pragma: no cover
