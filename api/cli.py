@@ -1,4 +1,4 @@
-"""The `lore` command line: ingest, docs, rm, show, search."""
+"""The `lore` command line: ingest, docs, rm, show, search, ask, eval."""
 
 from __future__ import annotations
 
@@ -223,6 +223,59 @@ def search(query: str = typer.Argument(..., help="what to look for"),
         out.print(f"   {snippet(h.chunk.text, query)}", markup=False, highlight=False)
         alts = f" (also in {len(h.alternatives)} other place{'s' * (len(h.alternatives) > 1)})" if h.alternatives else ""
         out.print(f"   [dim]{h.chunk.id}  {escape(h.doc.uri)}{alts}[/]")
+
+
+def _print_answer(ans) -> None:
+    colour = {"no_evidence": "yellow"}.get(ans.status, "green")
+    out.print(f"[{colour}]{ans.status}[/]  {escape(ans.text)}", soft_wrap=True)
+    if ans.citations:
+        out.print("\n[bold]Sources[/]")
+        seen = set()
+        for c in ans.citations:
+            page = f", p.{c.page}" if c.page else ""
+            head = f"[{c.marker}] {c.title} · {' > '.join(c.section)}{page}" if c.marker not in seen else f"   {''.ljust(len(str(c.marker)))}"
+            seen.add(c.marker)
+            out.print(f"{escape(head)}\n     \u201c{escape(' '.join(c.quote.split()))}\u201d  [dim]{escape(c.uri)}[/]")
+    elif ans.hits:
+        out.print("\n[bold]Closest sources[/]")
+        for h in ans.hits[:3]:
+            out.print(f"  - {escape(h.doc.title)} · {escape(h.chunk.section_path)}  [dim]{escape(h.doc.uri)}[/]")
+
+
+@app.command()
+def ask(question: Optional[str] = typer.Argument(None, help="the question (omit with --jsonl)"),
+        user: Optional[str] = typer.Option(None, "--user", help="ask as this user id (default: anonymous)"),
+        groups: str = typer.Option("", "--groups", help="comma-separated groups of --user"),
+        jsonl: bool = typer.Option(False, "--jsonl", help='read {"id","question","user","groups"} lines from stdin, write one Answer per line'),
+        data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
+    """Answer a question from the knowledge base, every sentence with a verified citation."""
+    from api.wiring import build_assistant
+    from retriever.types import Principal
+
+    s = _settings(data_dir)
+    try:
+        assistant = build_assistant(s)
+        if not jsonl:
+            if not question:
+                _fail(ConfigError("give a question, or --jsonl to read questions from stdin"))
+            ans = assistant.answer(question, Principal.of(user, groups))
+            print(json.dumps(ans.to_dict())) if as_json else _print_answer(ans)
+            return
+        for n, line in enumerate(sys.stdin, 1):
+            if not line.strip():
+                continue
+            item = None
+            try:
+                item = json.loads(line)
+                if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+                    raise ValueError('each line needs a "question" string')
+                ans = assistant.answer(item["question"], Principal.of(item.get("user"), item.get("groups")))
+                print(json.dumps(ans.to_dict(id=item.get("id"))), flush=True)
+            except (ValueError, LoreError) as exc:  # one bad line is reported in place, the rest go on
+                rid = item.get("id") if isinstance(item, dict) else None
+                print(json.dumps({"id": rid, "line": n, "error": f"stdin line {n}: {exc}"}), flush=True)
+    except LoreError as exc:
+        _fail(exc)
 
 
 def main() -> None:  # pragma: no cover

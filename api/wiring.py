@@ -61,3 +61,10 @@ def build_retriever(s: Settings, embedder: Embedder | None = None, store: Sqlite
     reranker = CrossEncoderReranker(r.reranker) if r.reranker else None
     return Retriever(store or build_store(s), build_vectors(s, embedder), embedder,
                      default_acl=tuple(s.default_acl), config=config, reranker=reranker)
+
+
+def build_assistant(s: Settings):
+    from assistant.service import Assistant
+
+    embedder = build_embedder(s)
+    return Assistant(build_retriever(s, embedder=embedder), embedder)

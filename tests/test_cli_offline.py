@@ -67,6 +67,43 @@ def test_ingest_docs_rm_without_network(tmp_path, corpus):
     assert (again["added"], again["unchanged"]) == (1, 9)
 
 
+def test_search_and_ask_offline_with_permissions(tmp_path, corpus):
+    d = str(tmp_path / "kb")
+    assert lore("ingest", str(corpus), "--data-dir", d).returncode == 0
+    r = lore("search", "salary band senior engineer", "--data-dir", d, "--json", "-k", "20")
+    assert r.returncode == 0 and "NETWORK ACCESS" not in r.stderr, r.stderr[-2000:]
+    anon = json.loads(r.stdout.splitlines()[-1])["hits"]
+    assert anon and not any(h["doc_id"].startswith("compensation-bands") for h in anon)
+    hr = json.loads(lore("search", "salary band senior engineer", "--data-dir", d, "--json",
+                         "--user", "ana", "--groups", "hr,support").stdout.splitlines()[-1])["hits"]
+    top = hr[0]
+    assert top["doc_id"].startswith("compensation-bands") and top["section"][-1] == "Engineering bands"
+    assert {"title", "uri", "doc_type", "version", "start", "end", "page_start", "stages"} <= set(top)
+    typed = json.loads(lore("search", "outage", "--type", "incident", "--data-dir", d, "--json").stdout.splitlines()[-1])
+    assert typed["hits"] and {h["doc_type"] for h in typed["hits"]} == {"incident"}
+    r = lore("search", "x", "--type", "memo", "--data-dir", d)
+    assert r.returncode == 2 and "memo" in r.stderr
+    text = lore("search", "PTO carry over", "--data-dir", d).stdout
+    assert "Carry-over" in text and "40 hours" in text
+
+    r = lore("ask", "How many PTO hours can I carry over?", "--data-dir", d, "--json")
+    assert r.returncode == 0 and "NETWORK ACCESS" not in r.stderr, r.stderr[-2000:]
+    ans = json.loads(r.stdout.splitlines()[-1])
+    assert ans["status"] == "extractive" and "40 hours" in ans["text"] and ans["citations"][0]["quote"] in ans["text"]
+    assert {"retrieve_ms", "answer_ms", "total_ms"} <= set(ans["timings"]) and ans["trace_id"]
+    lines = "\n".join(json.dumps(x) for x in [
+        {"id": "a", "question": "what is the rate limit of the payments api"},
+        {"id": "b", "question": "who won the 2022 football world cup"},
+        {"id": "c", "question": "salary band senior engineer", "user": "ana", "groups": ["hr"]}])
+    r = subprocess.run([LORE, "ask", "--jsonl", "--data-dir", d], input=lines + "\nnot json\n", capture_output=True,
+                       text=True, cwd=REPO, timeout=300)
+    got = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [g.get("id") for g in got] == ["a", "b", "c", None]
+    assert got[0]["status"] == "extractive" and "600" in got[0]["text"]
+    assert got[1]["status"] == "no_evidence" and got[1]["citations"] == []
+    assert "68,000" in got[2]["text"] and "line 4" in got[3]["error"]
+
+
 def test_the_hook_really_blocks_network(no_net_dir):
     probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9', timeout=1)"
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
