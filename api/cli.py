@@ -278,6 +278,11 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         _fail(exc)
 
 
+from api.cli_eval import eval_app  # noqa: E402 - the sub-app imports this module's helpers lazily
+
+app.add_typer(eval_app, name="eval")
+
+
 def main() -> None:  # pragma: no cover
     app()
 
