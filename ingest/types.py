@@ -9,7 +9,7 @@ from ingest.errors import ConfigError
 
 DOC_TYPES = ("policy", "spec", "incident", "other")
 PUBLIC = "public"
-_ACL_TOKEN = re.compile(r"^(public|(user|group):[A-Za-z0-9._@+\-]{1,128})$")
+_ACL_TOKEN = re.compile(r"^(public|(user|group):[A-Za-z0-9._@+\-]{1,128})\Z")
 
 
 def validate_acl(tokens: tuple[str, ...] | list[str], where: str = "--acl") -> tuple[str, ...]:

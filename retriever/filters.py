@@ -22,7 +22,8 @@ class Access:
         return cls(tuple(sorted({*own, *extra})))
 
     def can_read(self, doc: SourceDoc) -> bool:
-        acl = doc.acl or (DEFAULT_ACL_MARK,)
+        # a stored ACL that names the marker itself grants nothing through it: only an empty ACL does
+        acl = tuple(t for t in doc.acl if t != DEFAULT_ACL_MARK) if doc.acl else (DEFAULT_ACL_MARK,)
         return bool(set(acl) & set(self.tokens))
 
 
@@ -61,9 +62,11 @@ def sql_where(access: Access, f: Filters, doc_ids: tuple[str, ...] | None) -> tu
     if f.updated_before:
         conds.append("unixepoch(d.updated_at) <= ?")
         params.append(int(f.updated_before.timestamp()))
-    for k, v in f.metadata:
-        conds.append("json_extract(d.front_matter, ?) = ?")
-        params += [f"$.{k}", v]
+    for k, v in f.metadata:  # SQLite says true = 1 = 1.0: compare the JSON type too, as Chroma does
+        jt = ("'true','false'" if isinstance(v, bool) else "'integer'" if isinstance(v, int)
+              else "'real'" if isinstance(v, float) else "'text'")
+        conds.append(f"json_type(d.front_matter, ?) IN ({jt}) AND json_extract(d.front_matter, ?) = ?")
+        params += [f"$.{k}", f"$.{k}", v]
     return " AND ".join(conds), params
 
 

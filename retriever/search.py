@@ -84,7 +84,7 @@ class Retriever:
                 vec = self.embedder.embed_query(query)
                 t["embed"] = time.perf_counter() - t1
                 t1 = time.perf_counter()
-                dense = self.vectors.query(vec, depth, where=chroma_where(access, f, doc_ids))
+                dense = self._dense(vec, depth, chroma_where(access, f, doc_ids))
                 t["dense"] = time.perf_counter() - t1
             if mode in ("hybrid", "keyword"):
                 t1 = time.perf_counter()
@@ -106,6 +106,18 @@ class Retriever:
         return SearchResult(query, tuple(hits), {k: round(v * 1000, 2) for k, v in t.items()})
 
     # -- steps ---------------------------------------------------------------------------------
+    def _dense(self, vec, depth: int, where: dict) -> list[tuple[str, float]]:
+        """Dense candidates that have a current registry row; vectors of superseded versions (an
+        ingest in flight, or left by a crash until the next reconcile) never take a candidate slot."""
+        n = depth
+        while True:
+            got = self.vectors.query(vec, n, where=where)
+            live = self.store.get_chunks([c for c, _ in got])
+            dense = [(c, s) for c, s in got if c in live]
+            if len(got) < n or len(dense) >= depth or n >= 16 * depth:
+                return dense[:depth]
+            n *= 4
+
     def _resolve_doc_ids(self, f: Filters) -> tuple[str, ...] | None:
         """Doc-id restriction from the id and path-prefix filters: None = unrestricted, () = nothing."""
         ids: set[str] | None = set(f.doc_ids) if f.doc_ids else None

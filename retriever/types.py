@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from ingest.errors import ConfigError
 from ingest.types import DOC_TYPES, PUBLIC, Chunk, SourceDoc
 
-_NAME = re.compile(r"^[A-Za-z0-9._@+\-]{1,128}$")
-_META_KEY = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+_NAME = re.compile(r"^[A-Za-z0-9._@+\-]{1,128}\Z")
+_META_KEY = re.compile(r"^[A-Za-z0-9_]{1,40}\Z")
 Scalar = str | int | float | bool
 
 
@@ -57,6 +57,22 @@ class Filters:
     metadata: tuple[tuple[str, Scalar], ...] = ()  # front matter key = value, as stored at ingest
 
     def __post_init__(self) -> None:
+        for name in ("doc_types", "doc_ids"):
+            v = getattr(self, name)
+            if isinstance(v, str) or not isinstance(v, (tuple, list)):
+                raise ConfigError(f"filter {name.replace('_', ' ')[:-1]} list ({name}) must be a list of strings, got {v!r}")
+            object.__setattr__(self, name, tuple(v))
+        if isinstance(self.metadata, dict):
+            object.__setattr__(self, "metadata", tuple(self.metadata.items()))
+        for name in ("updated_after", "updated_before"):
+            v = getattr(self, name)
+            if isinstance(v, str):
+                try:
+                    object.__setattr__(self, name, datetime.fromisoformat(v))
+                except ValueError:
+                    raise ConfigError(f"filter {name} {v!r} is not a date; use YYYY-MM-DD or ISO 8601") from None
+            elif v is not None and not isinstance(v, datetime):
+                raise ConfigError(f"filter {name} must be a datetime or ISO 8601 string, got {v!r}")
         for t in self.doc_types:
             if t not in DOC_TYPES:
                 raise ConfigError(f"filter doc type {t!r} is not one of {', '.join(DOC_TYPES)}")
