@@ -11,8 +11,8 @@ the default hybrid mode, after a warm-up:
   (`api.wiring.build_ingestor`). Queries: SciFact claims.
 - synthetic: N chunks (default 200,000; 10 per document) written directly through Lore's storage classes
   (`SqliteStore.replace_document` + `ChromaChunkStore.upsert` with `Ingestor._meta`, as the pipeline does).
-  Text is drawn from SciFact's 40k most frequent words with their corpus frequencies (Zipfian), mixed with the words
-  of one SciFact abstract per document (its "topic"), so FTS5 postings look real. Vectors are the MiniLM
+  Text is drawn from SciFact's 40k most frequent words with their corpus frequencies (Zipfian), mixed with
+  the words of one SciFact abstract per document (its "topic"), so FTS5 postings look real. Vectors are the MiniLM
   embedding of that abstract plus per-document and per-chunk Gaussian noise (cosine about 0.8 to the topic),
   so SciFact queries find neighbours in both searches. ACLs: 10% none (the default ACL), 5% public, the rest
   1-3 of 400 groups (skewed sizes) and sometimes a user.
@@ -444,7 +444,7 @@ def main() -> int:
     if "scifact" in results:
         out["scifact"] = results["scifact"]
     out["targets"] = {"p50_ms": TARGET_P50_MS, "p95_ms": TARGET_P95_MS}
-    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+    print(json.dumps(out))
     return 0
 
 

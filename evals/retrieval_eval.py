@@ -68,7 +68,11 @@ def load_beir(beir_dir: str | Path, split: str = "test") -> tuple[list[dict], di
         raise ConfigError(f"{root}: no such folder; pass --beir a BEIR dataset folder (e.g. ../shared/benchmarks/beir/scifact)")
     corpus = _jsonl(_need(root / "corpus.jsonl", "corpus file"))
     queries = {str(q["_id"]): str(q.get("text", "")) for q in _jsonl(_need(root / "queries.jsonl", "queries file"))}
-    qpath = _need(root / "qrels" / f"{split}.tsv", f"judgments for split {split!r}")
+    qpath = root / "qrels" / f"{split}.tsv"
+    if not qpath.is_file():
+        have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+        fix = f"pass --split {' or --split '.join(have)}" if have else "add qrels/<split>.tsv from the dataset"
+        raise ConfigError(f"{qpath}: judgments for split {split!r} not found; {fix}")
     qrels: dict[str, dict[str, int]] = {}
     with open(qpath, encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t")
@@ -163,10 +167,14 @@ def doc_ranking(hits, uri_to_id: dict[str, str]) -> dict[str, float]:
 
 
 def evaluate(qrels: dict, run: dict) -> dict[str, float]:
+    import warnings
+
     from ranx import Qrels, Run, evaluate as rx
 
     run = {q: (run.get(q) or {"__none__": 0.0}) for q in qrels}
-    m = rx(Qrels(qrels), Run(run), list(METRICS))
+    with warnings.catch_warnings():  # numba's uint64 -> int64 cast notice inside ranx's MRR
+        warnings.simplefilter("ignore")
+        m = rx(Qrels(qrels), Run(run), list(METRICS))
     return {k: round(float(m[k]), 4) for k in METRICS}
 
 
