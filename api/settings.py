@@ -28,9 +28,9 @@ class IngestSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    fusion: Literal["rrf", "weighted"] = Field("weighted", description="how dense and keyword rankings are "
+    fusion: Literal["zscore", "weighted", "rrf"] = Field("zscore", description="how dense and keyword rankings are "
                                                "combined (docs/decisions/0003-fusion.md)")
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the dense side in the fusion")
+    dense_weight: float = Field(0.7, ge=0.0, le=1.0, description="share of the dense side in the fusion")
     rrf_k: int = Field(60, ge=1)
     depth: int = Field(100, ge=1, le=2000, description="candidates taken from each search before fusion")
     title_weight: float = Field(1.0, ge=0.0, description="BM25 weight of the document title field")

@@ -34,8 +34,8 @@ class Reranker(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RetrievalConfig:
-    fusion: Literal["rrf", "weighted"] = "weighted"
-    dense_weight: float = 0.5  # weighted fusion: share of the normalized dense score
+    fusion: Literal["zscore", "weighted", "rrf"] = "zscore"
+    dense_weight: float = 0.7  # share of the dense side (docs/decisions/0003-fusion.md)
     rrf_k: int = 60
     depth: int = 100  # candidates taken from each search before fusion
     field_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # BM25 weight of title, section, body
@@ -43,6 +43,8 @@ class RetrievalConfig:
     rerank_depth: int = 30
 
     def __post_init__(self) -> None:
+        if self.fusion not in ("zscore", "weighted", "rrf"):
+            raise ConfigError(f"retrieval fusion must be zscore, weighted or rrf, got {self.fusion!r}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError(f"retrieval dense_weight must be within 0..1, got {self.dense_weight}")
         if self.depth < 1 or self.rrf_k < 1 or self.rerank_depth < 1:
