@@ -141,6 +141,18 @@ class SqliteStore:
             out.update((r[0], _chunk(r)) for r in self._db.execute(q, part))
         return out
 
+    def permitted_chunks(self, chunk_ids: Sequence[str], where: tuple[str, list] | None = None) -> set[str]:
+        """The ids among `chunk_ids` that are current and whose document row `d` meets `where`."""
+        cond, params = where or ("1", [])
+        out: set[str] = set()
+        ids = list(chunk_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            q = (f"SELECT c.chunk_id FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
+                 f"WHERE c.chunk_id IN ({','.join('?' * len(part))}) AND ({cond})")
+            out.update(r[0] for r in self._db.execute(q, (*part, *params)))
+        return out
+
     def chunk_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT chunk_id FROM chunks")}
 

@@ -23,15 +23,23 @@ def jaccard(a: frozenset, b: frozenset) -> float:
     return len(a & b) / len(a | b)
 
 
-def collapse(hits: list[Hit], threshold: float = 0.8) -> list[Hit]:
-    """Keep the first of each group of near-identical passages; the others become its alternatives."""
+def collapse(hits: list[Hit], threshold: float = 0.8, keep: int | None = None) -> list[Hit]:
+    """Keep the first of each group of near-identical passages; the others become its alternatives.
+
+    With `keep`, at most that many passages are kept; later hits are only checked as alternatives.
+    Two shingle sets whose sizes differ by more than the threshold allows are never compared.
+    """
     kept: list[tuple[Hit, frozenset, list[Alternative]]] = []
     for h in hits:
         sh = shingles(h.chunk.text)
-        for i, (k, ksh, alts) in enumerate(kept):
-            if h.chunk.content_hash == k.chunk.content_hash or jaccard(sh, ksh) >= threshold:
+        n = len(sh)
+        for k, ksh, alts in kept:
+            m = len(ksh)
+            if h.chunk.content_hash == k.chunk.content_hash or (
+                    n and m and min(n, m) >= threshold * max(n, m) and jaccard(sh, ksh) >= threshold):
                 alts.append(Alternative(h.chunk.id, h.doc.id, h.doc.title, h.doc.uri))
                 break
         else:
-            kept.append((h, sh, []))
+            if keep is None or len(kept) < keep:
+                kept.append((h, sh, []))
     return [replace(h, alternatives=tuple(alts)) if alts else h for h, _, alts in kept]

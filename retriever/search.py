@@ -19,6 +19,8 @@ from retriever.types import Filters, Hit, Principal, SearchResult
 
 log = logging.getLogger(__name__)
 Mode = Literal["hybrid", "dense", "keyword"]
+OVERFETCH = 8  # unfiltered neighbours fetched per wanted dense candidate before falling back to Chroma's filter
+MAX_OVERFETCH = 2000
 
 
 class Reranker(Protocol):
@@ -86,7 +88,7 @@ class Retriever:
                 vec = self.embedder.embed_query(query)
                 t["embed"] = time.perf_counter() - t1
                 t1 = time.perf_counter()
-                dense = self._dense(vec, depth, chroma_where(access, f, doc_ids))
+                dense = self._dense(vec, depth, access, f, doc_ids)
                 t["dense"] = time.perf_counter() - t1
             if mode in ("hybrid", "keyword"):
                 t1 = time.perf_counter()
@@ -95,8 +97,8 @@ class Retriever:
                 t["keyword"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         fused = fuse(dense, keyword, self.config.fusion, self.config.dense_weight, self.config.rrf_k)
-        hits = self._hydrate(fused, dense, keyword, access, f)
-        hits = collapse(hits, self.config.dedup_threshold)
+        need = max(top_k, self.config.rerank_depth) if self.reranker is not None else top_k
+        hits = self._hydrate_collapsed(fused, dense, keyword, access, f, need)
         t["fuse"] = time.perf_counter() - t1
         if self.reranker is not None and hits:
             t1 = time.perf_counter()
@@ -108,13 +110,34 @@ class Retriever:
         return SearchResult(query, tuple(hits), {k: round(v * 1000, 2) for k, v in t.items()})
 
     # -- steps ---------------------------------------------------------------------------------
-    def _dense(self, vec, depth: int, where: dict) -> list[tuple[str, float]]:
-        """Dense candidates that have a current registry row; vectors of superseded versions (an
-        ingest in flight, or left by a crash until the next reconcile) never take a candidate slot."""
+    def _dense(self, vec, depth: int, access: Access, f: Filters, doc_ids) -> list[tuple[str, float]]:
+        """The `depth` nearest current chunks the principal may read and the filters admit.
+
+        Two exact strategies, chosen per query (FILTERS.md): an over-fetch of the unfiltered neighbours
+        checked against the registry in one SQL query (cheap while the principal reads a fair share of
+        the index), else Chroma's own pre-filtered search. Either way only permitted chunks ever take a
+        candidate slot, and a superseded vector (an ingest in flight, or a crash before reconcile) never
+        does. Both return the same chunks, up to the index's approximation.
+        """
+        where = sql_where(access, f, doc_ids)
+        if doc_ids is None:
+            n = min(OVERFETCH * depth, MAX_OVERFETCH)
+            for _ in range(2):
+                got = self.vectors.query(vec, n, where=None)
+                ok = self.store.permitted_chunks([c for c, _ in got], where)
+                dense = [(c, s) for c, s in got if c in ok]
+                if len(dense) >= depth or len(got) < n:
+                    return dense[:depth]
+                share = len(dense) / max(len(got), 1)
+                want = int(1.5 * depth / share) if share > 0 else MAX_OVERFETCH + 1
+                if want > MAX_OVERFETCH or n >= MAX_OVERFETCH:
+                    break
+                n = max(want, 2 * n)
+        cwhere = chroma_where(access, f, doc_ids)
         n = depth
         while True:
-            got = self.vectors.query(vec, n, where=where)
-            live = self.store.get_chunks([c for c, _ in got])
+            got = self.vectors.query(vec, n, where=cwhere)
+            live = self.store.permitted_chunks([c for c, _ in got], where)
             dense = [(c, s) for c, s in got if c in live]
             if len(got) < n or len(dense) >= depth or n >= 16 * depth:
                 return dense[:depth]
@@ -127,6 +150,21 @@ class Retriever:
             under = set(self.store.doc_ids_with_prefix(f.path_prefix))
             ids = under if ids is None else ids & under
         return None if ids is None else tuple(sorted(ids))
+
+    def _hydrate_collapsed(self, fused, dense, keyword, access: Access, f: Filters, need: int) -> list[Hit]:
+        """The best `need` distinct passages: hydrated window by window, near-duplicates collapsed.
+
+        Candidates after the window that filled `need` are not read; duplicates of kept passages are
+        looked for within the windows read (at least 3·need candidates).
+        """
+        window = max(3 * need, 30)
+        hits: list[Hit] = []
+        for start in range(0, len(fused), window):
+            hits += self._hydrate(fused[start:start + window], dense, keyword, access, f)
+            kept = collapse(hits, self.config.dedup_threshold, keep=need)
+            if len(kept) >= need:
+                return kept
+        return collapse(hits, self.config.dedup_threshold, keep=need)
 
     def _hydrate(self, fused: list[tuple[str, float]], dense, keyword, access: Access, f: Filters) -> list[Hit]:
         """Chunks and documents from the registry (the current version only), checked once more."""

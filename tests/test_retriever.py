@@ -326,6 +326,31 @@ def test_top_k_filled_when_most_top_scoring_passages_are_forbidden(crowded, mode
         assert len(res.hits) == 5 and not found_chunks(res) & forbidden
 
 
+@pytest.mark.parametrize("overfetch", [(8, 2000), (1, 10)], ids=["overfetch", "chroma-filter"])
+def test_dense_strategies_return_the_same_permitted_top_k(crowded, monkeypatch, overfetch):
+    """The dense side over-fetches unfiltered neighbours, or falls back to Chroma's pre-filter when too
+    few of them are readable; both give the same permitted candidates (FILTERS.md)."""
+    import retriever.search as search
+
+    ing, root, forbidden = crowded
+    q = "quarterly Aurora budget forecast"
+    r = retriever_for(ing, config=RetrievalConfig(depth=2))
+    expected = {p.user_id: [h.chunk.id for h in r.search(q, p, top_k=5, mode="dense").hits] for p in (ANON, ENG)}
+    monkeypatch.setattr(search, "OVERFETCH", overfetch[0])
+    monkeypatch.setattr(search, "MAX_OVERFETCH", overfetch[1])
+    wheres = []
+    real_query = ing.vectors.query
+    monkeypatch.setattr(ing.vectors, "query", lambda v, k, where=None: wheres.append(where) or real_query(v, k, where))
+    for p in (ANON, ENG):
+        res = r.search(q, p, top_k=5, mode="dense")
+        assert [h.chunk.id for h in res.hits] == expected[p.user_id]
+        assert len(res.hits) == 5 and not found_chunks(res) & forbidden
+    # 24 forbidden forecasts outrank everything: with a 10-candidate cap the unfiltered over-fetch
+    # holds no readable passage, so the search must fall back to the filtered query
+    assert (any(w is not None for w in wheres)) == (overfetch[1] == 10)
+    assert wheres[0] is None
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_metadata_type_mismatch_does_not_starve_top_k(make_ingestor, tmp_path, mode):
     """BUG (reported): the keyword pre-filter compares front matter loosely (SQLite: true = 1 = 1.0).
