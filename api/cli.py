@@ -240,6 +240,8 @@ def _print_answer(ans) -> None:
         out.print("\n[bold]Closest sources[/]")
         for h in ans.hits[:3]:
             out.print(f"  - {escape(h.doc.title)} · {escape(h.chunk.section_path)}  [dim]{escape(h.doc.uri)}[/]")
+    for note in ans.notes:  # e.g. why the model's answer was replaced by the extractive one
+        err.print(f"[dim]note: {escape(note)}[/]", soft_wrap=True)
 
 
 @app.command()

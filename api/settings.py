@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.types import validate_acl
@@ -41,8 +41,47 @@ class RetrievalSettings(BaseModel):
     rerank_depth: int = Field(30, ge=1, le=500)
 
 
+class LLMSettings(BaseModel):
+    """An OpenAI-compatible chat model (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server).
+    On when base_url and model are both set; otherwise answers are extractive and offline."""
+
+    base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1, http://localhost:11434/v1 "
+                                 "(Ollama); with api_version: the Azure resource endpoint")
+    model: str | None = Field(None, description="model name; for Azure OpenAI the deployment name")
+    api_key: SecretStr = Field(SecretStr(""), description="empty for local servers that need none")
+    api_version: str | None = Field(None, description="set (e.g. 2024-10-21) to use Azure OpenAI")
+    timeout: float = Field(30.0, gt=0, le=600, description="seconds per request before falling back")
+    max_retries: int = Field(2, ge=0, le=10, description="retries after a timeout, 429, 5xx or dropped connection")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=16, le=32768, description="longest answer the model may write")
+    prompt_version: str = Field("v1", description="assistant/prompts/answer-<version>.md and condense-<version>.md")
+    passages: int = Field(6, ge=1, le=30, description="top passages given to the model")
+    condense: bool = Field(True, description="rewrite follow-up questions into standalone ones with the model")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url and self.model)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "LLMSettings":
+        if self.base_url and not self.model:
+            raise ValueError("LORE_LLM__BASE_URL is set but LORE_LLM__MODEL is not; set the model "
+                             "(the deployment name on Azure) or unset LORE_LLM__BASE_URL for offline answers")
+        if self.model and not self.base_url:
+            raise ValueError("LORE_LLM__MODEL is set but LORE_LLM__BASE_URL is not; set the server URL, "
+                             "e.g. https://api.openai.com/v1")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"LORE_LLM__BASE_URL {self.base_url!r} is not an http(s) URL")
+        if self.api_version and not self.base_url:
+            raise ValueError("LORE_LLM__API_VERSION selects Azure OpenAI; also set LORE_LLM__BASE_URL to the "
+                             "resource endpoint and LORE_LLM__MODEL to the deployment")
+        return self
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LORE_", env_nested_delimiter="__", extra="ignore")
+    # hide_input_in_errors: a validation error must not echo LORE_LLM__API_KEY
+    model_config = SettingsConfigDict(env_prefix="LORE_", env_nested_delimiter="__", extra="ignore",
+                                      hide_input_in_errors=True)
 
     data_dir: Path = Field(Path(".lore"), description="where the registry, vectors and model exports live")
     chroma_url: str | None = Field(None, description="Chroma server URL (http://host:port); unset = embedded Chroma in data_dir")
@@ -51,6 +90,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    llm: LLMSettings = LLMSettings()
 
     @field_validator("default_acl")
     @classmethod

@@ -63,8 +63,21 @@ def build_retriever(s: Settings, embedder: Embedder | None = None, store: Sqlite
                      default_acl=tuple(s.default_acl), config=config, reranker=reranker)
 
 
+def build_llm(s: Settings):
+    """The configured chat model, or None: answers are then extractive and offline."""
+    if not s.llm.enabled:
+        return None
+    from assistant.llm import OpenAIChatLLM
+
+    c = s.llm
+    return OpenAIChatLLM(c.base_url, c.model, api_key=c.api_key.get_secret_value(), api_version=c.api_version,
+                         timeout=c.timeout, max_retries=c.max_retries, temperature=c.temperature,
+                         max_tokens=c.max_tokens)
+
+
 def build_assistant(s: Settings):
     from assistant.service import Assistant
 
     embedder = build_embedder(s)
-    return Assistant(build_retriever(s, embedder=embedder), embedder)
+    return Assistant(build_retriever(s, embedder=embedder), embedder, llm=build_llm(s),
+                     prompt_version=s.llm.prompt_version, llm_passages=s.llm.passages, condense=s.llm.condense)

@@ -1,4 +1,9 @@
-"""The Assistant: question + permitted hits -> an Answer whose every sentence carries a verified citation."""
+"""The Assistant: question + permitted hits -> an Answer whose every sentence carries a verified citation.
+
+With an LLM the model writes the answer from numbered passages and `grounding` keeps only the sentences
+that cite a passage; any failure (timeout, 429, 5xx, a malformed or uncited reply) falls back to the
+offline extractive answer with a note. Without one, the extractive answerer is the answer.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ import logging
 import re
 import time
 import uuid
-from typing import Sequence
+from dataclasses import replace
+from typing import Generator, Iterator, Sequence
 
+from assistant import prompts
 from assistant.extractive import ExtractiveConfig, confidence, quote_of, score_units, select
+from assistant.grounding import ground, is_instruction
+from assistant.llm import LLM, USAGE_KEYS, Completion, LLMError
 from assistant.types import Answer, Citation
 from ingest.embedders import Embedder
 from ingest.errors import ConfigError
@@ -18,8 +27,10 @@ from retriever.types import Filters, Hit, Principal
 log = logging.getLogger(__name__)
 NO_EVIDENCE = ("The knowledge base does not cover this question, so Lore will not guess. "
                "The closest sources are listed below; check them or ask the document owners.")
+EXTRACTIVE = "extractive-v1"
 _FOLLOW_UP = re.compile(r"^\s*(and|or|but|also|what about|how about|what if|same for|and for|and what)\b", re.I)
 _PRONOUN = re.compile(r"\b(it|its|they|them|their|that|those|this|these|there)\b", re.I)
+MAX_STANDALONE = 300
 
 
 def resolve_follow_up(question: str, history: Sequence[dict] | None) -> str:
@@ -39,46 +50,165 @@ def resolve_follow_up(question: str, history: Sequence[dict] | None) -> str:
     return question
 
 
+class _Run:
+    """What one request gathers besides the answer: notes, token usage, the condense prompt if used."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.usage: dict[str, int] = {}
+        self.prompts: dict[str, str] = {}
+        self.fallback: str | None = None
+
+    def add_usage(self, c: Completion) -> None:
+        for k in USAGE_KEYS:
+            if k in c.usage:
+                self.usage[k] = self.usage.get(k, 0) + c.usage[k]
+
+
 class Assistant:
-    """`Assistant(retriever, embedder).answer("How many PTO days carry over?", Principal("ana"))`."""
+    """`Assistant(retriever, embedder).answer("How many PTO days carry over?", Principal("ana"))`.
+
+    With `llm=OpenAIChatLLM(...)` the model writes the answer from the top `llm_passages` hits.
+    """
 
     def __init__(self, retriever: Retriever, embedder: Embedder, *, config: ExtractiveConfig | None = None,
-                 top_k: int = 8) -> None:
+                 top_k: int = 8, llm: LLM | None = None, prompt_version: str = "v1", llm_passages: int = 6,
+                 condense: bool = True) -> None:
         if top_k < 1:
             raise ConfigError(f"assistant top_k must be at least 1, got {top_k}")
+        if llm_passages < 1:
+            raise ConfigError(f"assistant llm_passages must be at least 1, got {llm_passages}")
         self.retriever, self.embedder = retriever, embedder
         self.config = config or ExtractiveConfig()
-        self.top_k = top_k
+        self.top_k, self.llm, self.llm_passages = top_k, llm, llm_passages
+        self.answer_prompt = prompts.load("answer", prompt_version) if llm else None
+        self.condense_prompt = prompts.load("condense", prompt_version) if llm and condense else None
 
     @property
     def models(self) -> dict:
-        m = {"embedder": self.embedder.model_id, "answerer": "extractive-v1"}
+        m = {"embedder": self.embedder.model_id, "answerer": "llm" if self.llm else EXTRACTIVE}
         if self.retriever.reranker is not None:
             m["reranker"] = self.retriever.reranker.model_id
+        if self.llm is not None:
+            m["llm"] = self.llm.model_id
+            m["prompt"] = self.answer_prompt.id
         return m
 
     def answer(self, question: str, principal: Principal, filters: Filters | None = None,
                history: Sequence[dict] | None = None) -> Answer:
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("the question is empty; ask something the knowledge base might answer")
-        trace_id = uuid.uuid4().hex
+        *_, final = self._run(_checked(question), principal, filters, history, streaming=False)
+        return final
+
+    def stream(self, question: str, principal: Principal, filters: Filters | None = None,
+               history: Sequence[dict] | None = None) -> Iterator[str | Answer]:
+        """Text deltas as they are written, then the validated Answer as the last item.
+
+        The deltas are the model's raw text: markers that validation removes, or a fallback after a
+        failure mid-stream, show only in the final Answer, which is authoritative.
+        """
+        return self._run(_checked(question), principal, filters, history, streaming=True)
+
+    # -- the request -----------------------------------------------------------------------------
+    def _run(self, question: str, principal: Principal, filters: Filters | None, history: Sequence[dict] | None,
+             streaming: bool) -> Iterator[str | Answer]:
+        trace_id, run = uuid.uuid4().hex, _Run()
         t0 = time.perf_counter()
-        query = resolve_follow_up(question.strip(), history)
+        query = self._standalone(question, history, run)
         hits = list(self.retriever.search(query, principal, filters, self.top_k).hits)
         t1 = time.perf_counter()
-        answer = self._extractive(question.strip(), query, hits, trace_id)
+        if self.llm is None or not hits:
+            answer = self._extractive(question, query, hits, trace_id)
+            if streaming:
+                yield from _deltas(answer.text)
+        else:
+            answer = yield from self._generate(question, query, hits, trace_id, run, streaming)
         t2 = time.perf_counter()
         timings = {"retrieve_ms": round((t1 - t0) * 1000, 2), "answer_ms": round((t2 - t1) * 1000, 2),
                    "total_ms": round((t2 - t0) * 1000, 2)}
-        log.info("answer %s status=%s citations=%d conf=%.3f", trace_id, answer.status, len(answer.citations),
-                 answer.confidence)
-        return _with(answer, timings_ms=timings)
+        models = {**answer.models, **run.prompts}
+        log.info("answer %s status=%s citations=%d conf=%.3f model=%s tokens=%s latency_ms=%.0f fallback=%s",
+                 trace_id, answer.status, len(answer.citations), answer.confidence, models.get("llm", "-"),
+                 run.usage.get("total_tokens", "-"), timings["total_ms"], run.fallback or "-")
+        yield replace(answer, timings_ms=timings, models=models, notes=tuple(run.notes), usage=dict(run.usage))
+
+    def _standalone(self, question: str, history: Sequence[dict] | None, run: _Run) -> str:
+        """The follow-up as a standalone question: condensed by the LLM when there is one, else the heuristic."""
+        if not history or self.condense_prompt is None:
+            return resolve_follow_up(question, history)
+        turns = prompts.conversation_block(history)
+        if not turns:
+            return question
+        run.prompts["condense_prompt"] = self.condense_prompt.id
+        try:
+            done = self.llm.complete(self.condense_prompt.messages(history=turns, question=question))
+        except LLMError as exc:
+            run.notes.append(f"follow-up not condensed (llm {exc.reason}); searched with the offline heuristic")
+            return resolve_follow_up(question, history)
+        run.add_usage(done)
+        line = next((ln.strip() for ln in done.text.splitlines() if ln.strip()), "")
+        line = re.sub(r"^(standalone question:\s*)", "", line, flags=re.I).strip(" \"'`")
+        if not line or len(line) > MAX_STANDALONE:
+            run.notes.append("follow-up condensation gave no usable question; searched with the offline heuristic")
+            return resolve_follow_up(question, history)
+        log.debug("answer follow-up condensed (%d chars)", len(line))
+        return line
+
+    def _generate(self, question: str, query: str, hits: list[Hit], trace_id: str, run: _Run,
+                  streaming: bool) -> Generator[str, None, Answer]:
+        passages = hits[:self.llm_passages]
+        messages = self.answer_prompt.messages(passages=prompts.passages_block(passages), question=query,
+                                               no_evidence=prompts.NO_EVIDENCE_SENTINEL)
+        streamed = False
+        try:
+            if streaming:
+                done = None
+                for item in self.llm.stream(messages):
+                    if isinstance(item, Completion):
+                        done = item
+                    else:
+                        streamed = True
+                        yield item
+                if done is None:
+                    raise LLMError("malformed", "the stream ended without a completion")
+            else:
+                done = self.llm.complete(messages)
+        except LLMError as exc:
+            return (yield from self._fall_back(question, query, hits, trace_id, run, exc.reason,
+                                               f"llm {exc.reason}", streaming and not streamed))
+        run.add_usage(done)
+        if done.finish_reason == "length":
+            run.notes.append("the model's answer was cut off at max_tokens")
+        g = ground(done.text, passages, self.embedder)
+        if g.bad_markers:
+            run.notes.append(f"removed citation markers naming no passage: {sorted(set(g.bad_markers))}")
+        run.notes.extend(f"dropped sentence without a valid citation: {s[:200]}" for s in g.dropped)
+        run.notes.extend(f"dropped sentence resting on an instruction inside a passage: {s[:200]}" for s in g.injected)
+        if g.no_evidence:
+            return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, self.models, trace_id)
+        if not g.citations:
+            return (yield from self._fall_back(question, query, hits, trace_id, run, "ungrounded",
+                                               "no sentence of the model's answer kept a valid citation",
+                                               streaming and not streamed))
+        # an LLM answer's confidence: the share of the model's sentences that kept a valid citation
+        grounded_share = g.kept / (g.kept + len(g.dropped) + len(g.injected))
+        return Answer(question, g.text, "answered", g.citations, tuple(hits), {}, self.models, trace_id,
+                      grounded_share)
+
+    def _fall_back(self, question: str, query: str, hits: list[Hit], trace_id: str, run: _Run, reason: str,
+                   why: str, send_text: bool) -> Generator[str, None, Answer]:
+        run.fallback = reason
+        run.notes.append(f"{why}; showing the extractive answer instead")
+        answer = self._extractive(question, query, hits, trace_id)
+        if send_text:
+            yield from _deltas(answer.text)
+        return answer
 
     def _extractive(self, question: str, query: str, hits: list[Hit], trace_id: str) -> Answer:
-        scored = score_units(query, hits, self.embedder, self.config)
+        scored = [s for s in score_units(query, hits, self.embedder, self.config) if not is_instruction(s.unit.text)]
         conf = confidence(scored)
+        models = {**self.models, "answerer": EXTRACTIVE}
         if not hits or conf < self.config.threshold:
-            return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, self.models, trace_id, conf)
+            return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, models, trace_id, conf)
         chosen = select(scored, self.config)
         markers: dict[int, int] = {}
         parts, cites = [], []
@@ -90,11 +220,16 @@ class Assistant:
             quote = quote_of(s.unit)
             cites.append(Citation.from_hit(m, hit, quote))
             parts.append(f"{' '.join(quote.split())} [{m}]")
-        return Answer(question, " ".join(parts), "extractive", tuple(cites), tuple(hits), {}, self.models,
-                      trace_id, conf)
+        return Answer(question, " ".join(parts), "extractive", tuple(cites), tuple(hits), {}, models, trace_id,
+                      conf)
 
 
-def _with(a: Answer, **kw) -> Answer:
-    from dataclasses import replace
+def _checked(question: str) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise ConfigError("the question is empty; ask something the knowledge base might answer")
+    return question.strip()
 
-    return replace(a, **kw)
+
+def _deltas(text: str) -> Iterator[str]:
+    """A finished text as word-sized deltas, the way a model would stream it."""
+    yield from re.findall(r"\S+\s*|\s+", text)
