@@ -418,6 +418,11 @@ def test_llm_contract(any_llm):
     assert exc.value.reason == "timeout"
 
 
+def test_the_fake_server_speaks_the_models_endpoint_too(fake):
+    listed = openai.OpenAI(base_url=fake.base_url, api_key=KEY, max_retries=0).models.list()
+    assert [m.id for m in listed.data] == ["fake-model"] and fake.requests[0].path == "/v1/models"
+
+
 def test_llm_settings_name_the_variable_to_set(monkeypatch):
     from pydantic import ValidationError
 
