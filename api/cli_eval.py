@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-eval_app = typer.Typer(help="Measure Lore's quality on public benchmarks (BEIR retrieval).", no_args_is_help=True,
+eval_app = typer.Typer(help="Measure Lore's quality: retrieval on BEIR datasets, answers on question sets, threshold calibration.", no_args_is_help=True,
                        pretty_exceptions_enable=False)
 
 
@@ -39,3 +39,76 @@ def retrieval(beir: Path = typer.Option(..., "--beir", help="BEIR dataset folder
     for mode in MODES:
         table.add_row(mode, *(f"{res[mode][m]:.4f}" for m in METRICS), f"{res['query_ms'][mode]:.1f}")
     out.print(table)
+
+
+_DATASET_HELP = "JSONL of {id, question, answerable, gold_docs, must_contain} (evals/datasets/README.md)"
+_CORPUS_HELP = "folder the gold_docs are relative to; ingested into an eval cache (default: ask LORE_DATA_DIR)"
+
+
+@eval_app.command()
+def qa(dataset: Path = typer.Option(..., "--dataset", help=_DATASET_HELP),
+       corpus: Optional[Path] = typer.Option(None, "--corpus", help=_CORPUS_HELP),
+       data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="knowledge base or eval cache to use"),
+       out_file: Optional[Path] = typer.Option(None, "--out", help="also write every question's result here (JSON)"),
+       as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
+    """Answer a question set and score it: gold-doc hit@5, must_contain, citation validity, abstention, latency."""
+    from api.cli import _fail, _settings, out
+    from evals.qa_eval import run_qa
+    from ingest.errors import LoreError
+
+    try:
+        res = run_qa(dataset, corpus, data_dir, settings=_settings(None), progress=True)
+    except LoreError as exc:
+        _fail(exc)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(res, indent=2), encoding="utf-8")
+    cases = res.pop("cases")
+    if as_json:
+        print(json.dumps(res))
+        return
+    from rich.table import Table
+
+    ab = res["abstention"]
+    out.print(f"{res['dataset']}: {res['questions']} questions ({res['answerable']} answerable), "
+              f"threshold {res['threshold']}, models {res['models']}")
+    t = Table("metric", "value", box=None)
+    for k in ("gold_hit@5", "gold_cited", "must_contain", "citation_validity"):
+        t.add_row(k, f"{res[k]:.3f}")
+    t.add_row("abstention precision / recall", f"{ab['precision']:.3f} / {ab['recall']:.3f}")
+    t.add_row("answerable that abstained", f"{ab['answerable_abstained']:.3f}")
+    t.add_row("latency p50 / p95 ms", f"{res['latency_ms']['p50']:.0f} / {res['latency_ms']['p95']:.0f}")
+    out.print(t)
+    misses = [c for c in cases if (c["answerable"] and not (c["must_contain"] and c["gold_cited"]))
+              or (not c["answerable"] and not c["abstained"])]
+    if misses:
+        out.print(f"[bold]{len(misses)} questions to look at[/bold] (missing fact, gold not cited, or wrong abstention):")
+        for c in misses[:15]:
+            out.print(f"  {c['id']} [{c['status']} {c['confidence']:.3f}] {c['question']}", markup=False)
+
+
+@eval_app.command()
+def calibrate(dataset: Path = typer.Option(..., "--dataset", help=_DATASET_HELP + "; use a dev set, never the test set"),
+              corpus: Optional[Path] = typer.Option(None, "--corpus", help=_CORPUS_HELP),
+              data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="knowledge base or eval cache to use"),
+              max_abstain: float = typer.Option(0.10, "--max-answerable-abstain", min=0.0, max=1.0,
+                                                help="largest share of answerable questions allowed to abstain"),
+              as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
+    """Choose the abstention threshold of the offline answerer from a dev set's confidences."""
+    from api.cli import _fail, _settings, out
+    from evals.qa_eval import calibrate as run_calibration
+    from ingest.errors import LoreError
+
+    try:
+        res = run_calibration(dataset, corpus, data_dir, settings=_settings(None), progress=True,
+                              max_answerable_abstain=max_abstain)
+    except LoreError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(res))
+        return
+    best = res["at_recommended"]
+    out.print(f"{res['questions']} questions; current threshold {res['current']}")
+    out.print(f"recommended threshold {res['recommended']}: abstains on {best['unanswerable_abstained']:.0%} of "
+              f"unanswerable and {best['answerable_abstained']:.0%} of answerable questions")
+    out.print("set it with LORE_ANSWER__THRESHOLD or in ExtractiveConfig (assistant/extractive.py)")

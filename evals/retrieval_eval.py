@@ -43,7 +43,8 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
-def _jsonl(path: Path) -> list[dict]:
+def json_lines(path: Path, fix: str) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; an error names the file, the line and `fix`."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -52,11 +53,20 @@ def _jsonl(path: Path) -> list[dict]:
             try:
                 row = json.loads(line)
             except ValueError as exc:
-                raise ConfigError(f"{path}:{n}: not a JSON line ({exc}); fix or re-download the dataset") from exc
-            if not isinstance(row, dict) or "_id" not in row:
-                raise ConfigError(f"{path}:{n}: a BEIR row needs an \"_id\" field; fix or re-download the dataset")
-            rows.append(row)
+                raise ConfigError(f"{path}:{n}: not a JSON line ({exc}); {fix}") from exc
+            if not isinstance(row, dict):
+                raise ConfigError(f"{path}:{n}: each line must be a JSON object; {fix}")
+            rows.append((n, row))
     return rows
+
+
+def _jsonl(path: Path) -> list[dict]:
+    fix = "fix or re-download the dataset"
+    rows = json_lines(path, fix)
+    for n, row in rows:
+        if "_id" not in row:
+            raise ConfigError(f"{path}:{n}: a BEIR row needs an \"_id\" field; {fix}")
+    return [row for _, row in rows]
 
 
 def load_beir(beir_dir: str | Path, split: str = "test") -> tuple[list[dict], dict[str, str], dict[str, dict[str, int]]]:

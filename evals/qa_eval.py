@@ -1,0 +1,273 @@
+"""Answer quality of the assistant on a question set, through Lore's real ingest, search and answerer (issue 4).
+
+Usage: python evals/qa_eval.py --dataset FILE.jsonl [--corpus DIR] [--data-dir DIR] [--out FILE] [--json]
+       python evals/qa_eval.py --dataset FILE.jsonl --calibrate [--corpus DIR] [--json]
+
+A dataset line is `{"id", "question", "answerable", "gold_docs": [...], "must_contain": [...]}`, optionally
+with `"user"` and `"groups"` (who asks; default: an anonymous reader). `gold_docs` are document paths
+relative to the corpus root (`policies/pto-policy.md`); a hit's document matches when its path ends with
+one. `must_contain` strings match case-insensitively with whitespace collapsed, in the answer text or its
+cited quotes. See evals/datasets/README.md.
+
+With `--corpus DIR` the folder is ingested (incrementally) into an eval cache, by default
+`./.lore-eval/qa-<folder name>`; without it the configured knowledge base (LORE_DATA_DIR) is asked.
+
+Metrics (answerable questions unless said otherwise):
+- gold_hit@5: a gold document is among the first 5 hits the answer considered;
+- gold_cited: the answer cites a gold document (an abstention cites nothing);
+- must_contain: every must_contain string appears in the answer text or its quotes;
+- citation_validity (all answers): share of citations that resolve to a stored, current chunk of a
+  document the asker may read, whose quote is a substring of the chunk and sits at [start, end) of
+  the document text;
+- abstention: precision and recall of `no_evidence` as a detector of unanswerable questions, and the
+  share of answerable questions that abstained;
+- latency_ms: p50 / p95 of `Answer.timings["total_ms"]` after one warm-up question.
+
+`--calibrate` answers every question once with the abstention threshold off, then sweeps the threshold
+over the confidences seen and recommends the one that abstains on the most unanswerable questions while
+abstaining on at most 10% of answerable ones (ties: the lower threshold). Calibrate on a dev set only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from evals.retrieval_eval import _progress, ingest_corpus, json_lines  # noqa: E402
+from ingest.errors import ConfigError  # noqa: E402
+
+FIELDS = {"id": str, "question": str, "answerable": bool, "gold_docs": list, "must_contain": list}
+MAX_ANSWERABLE_ABSTAIN = 0.10
+_WS = re.compile(r"\s+")
+
+
+# -- dataset -------------------------------------------------------------------------------------
+def load_dataset(path: str | Path) -> list[dict]:
+    """Validated rows; an error names the file, the line and the field to fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: dataset not found; pass --dataset a JSONL file (evals/datasets/README.md)")
+    rows, seen = [], set()
+    for n, row in json_lines(path, "see evals/datasets/README.md"):
+        for key, typ in FIELDS.items():
+            if not isinstance(row.get(key), typ):
+                raise ConfigError(f"{path}:{n}: field {key!r} must be a {typ.__name__} "
+                                  f"(got {type(row.get(key)).__name__}); see evals/datasets/README.md")
+        if not row["question"].strip():
+            raise ConfigError(f"{path}:{n}: field 'question' is empty")
+        if row["id"] in seen:
+            raise ConfigError(f"{path}:{n}: id {row['id']!r} is used twice; ids must be unique")
+        if row["answerable"] and not row["gold_docs"]:
+            raise ConfigError(f"{path}:{n}: an answerable question needs at least one entry in 'gold_docs'")
+        if not all(isinstance(x, str) and x for x in row["gold_docs"] + row["must_contain"]):
+            raise ConfigError(f"{path}:{n}: 'gold_docs' and 'must_contain' hold non-empty strings only")
+        seen.add(row["id"])
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"{path}: the dataset has no questions")
+    return rows
+
+
+def _norm(text: str) -> str:
+    return _WS.sub(" ", text).strip().lower()
+
+
+def is_gold(uri: str, gold_docs: list[str]) -> bool:
+    p = "/" + Path(uri).as_posix().lstrip("/")
+    return any(p.endswith("/" + g.strip("/")) for g in gold_docs)
+
+
+def contains_all(answer: dict, must: list[str]) -> bool:
+    hay = _norm(" \n ".join([answer["text"], *(c["quote"] for c in answer["citations"])]))
+    return all(_norm(m) in hay for m in must)
+
+
+def citation_ok(c: dict, store, readable: set[str]) -> bool:
+    """The citation points at a stored, current chunk the asker was shown, and its quote is verbatim."""
+    chunk = store.get_chunks([c["chunk_id"]]).get(c["chunk_id"])
+    doc = store.get_document(c["doc_id"])
+    if chunk is None or doc is None or chunk.doc_id != doc.id or doc.version != c["version"]:
+        return False
+    text = store.document_text(doc.id)
+    return (c["chunk_id"] in readable and c["quote"] in chunk.text
+            and text[c["start"]:c["end"]] == c["quote"])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(round(q * (len(s) - 1))))], 2)
+
+
+# -- run -----------------------------------------------------------------------------------------
+def _settings_for(corpus: str | Path | None, data_dir: str | Path | None, settings):
+    from api.settings import Settings
+
+    s = settings or Settings()
+    if corpus is None:
+        return s if data_dir is None else s.model_copy(update={"data_dir": Path(data_dir)})
+    corpus = Path(corpus)
+    if not corpus.is_dir():
+        raise ConfigError(f"{corpus}: corpus folder not found; pass --corpus the folder the dataset's gold_docs "
+                          "are relative to")
+    root = Path(data_dir) if data_dir is not None else Path.cwd() / ".lore-eval" / f"qa-{corpus.resolve().name}"
+    return s.model_copy(update={"data_dir": root})
+
+
+def answer_all(rows: list[dict], assistant, progress: bool = True, label: str = "questions") -> list[dict]:
+    from retriever.types import Principal
+
+    assistant.answer("warm-up: what does the knowledge base cover?", Principal())
+    out = []
+    with _progress(progress) as bar:
+        task = bar.add_task(label, total=len(rows))
+        for row in rows:
+            who = Principal(row.get("user"), tuple(row.get("groups") or ()))
+            ans = assistant.answer(row["question"], who)
+            out.append({"row": row, "answer": ans.to_dict(row["id"]), "confidence": ans.confidence})
+            bar.advance(task)
+    return out
+
+
+def score(results: list[dict], store) -> dict:
+    ans_rows = [r for r in results if r["row"]["answerable"]]
+    un_rows = [r for r in results if not r["row"]["answerable"]]
+    cases, n_cit, n_ok = [], 0, 0
+    for r in results:
+        row, a = r["row"], r["answer"]
+        readable = {h["chunk_id"] for h in a["hits"]}
+        ok = [citation_ok(c, store, readable) for c in a["citations"]]
+        n_cit += len(ok)
+        n_ok += sum(ok)
+        abstained = a["status"] == "no_evidence"
+        case = {"id": row["id"], "question": row["question"], "answerable": row["answerable"],
+                "status": a["status"], "confidence": round(r["confidence"], 4), "abstained": abstained,
+                "citations_valid": all(ok), "total_ms": a["timings"]["total_ms"], "text": a["text"],
+                "cited": [c["uri"] for c in a["citations"]], "top5": [h["uri"] for h in a["hits"][:5]]}
+        if row["answerable"]:
+            case["gold_hit@5"] = any(is_gold(h["uri"], row["gold_docs"]) for h in a["hits"][:5])
+            case["gold_cited"] = any(is_gold(c["uri"], row["gold_docs"]) for c in a["citations"])
+            case["must_contain"] = (not abstained) and contains_all(a, row["must_contain"])
+        cases.append(case)
+    answerable = [c for c in cases if c["answerable"]]
+    unanswerable = [c for c in cases if not c["answerable"]]
+    abstained = [c for c in cases if c["abstained"]]
+
+    def share(xs: list[dict], key: str) -> float:
+        return round(sum(bool(x[key]) for x in xs) / len(xs), 4) if xs else 0.0
+
+    lat = [c["total_ms"] for c in cases]
+    return {
+        "questions": len(cases), "answerable": len(ans_rows), "unanswerable": len(un_rows),
+        "gold_hit@5": share(answerable, "gold_hit@5"), "gold_cited": share(answerable, "gold_cited"),
+        "must_contain": share(answerable, "must_contain"),
+        "citation_validity": round(n_ok / n_cit, 4) if n_cit else 1.0, "citations": n_cit,
+        "abstention": {
+            "precision": round(sum(not c["answerable"] for c in abstained) / len(abstained), 4) if abstained else 1.0,
+            "recall": share(unanswerable, "abstained"),
+            "answerable_abstained": share(answerable, "abstained"),
+        },
+        "latency_ms": {"p50": pct(lat, 0.5), "p95": pct(lat, 0.95), "max": round(max(lat), 2) if lat else 0.0},
+        "cases": cases,
+    }
+
+
+def run_qa(dataset: str | Path, corpus: str | Path | None = None, data_dir: str | Path | None = None,
+           settings=None, progress: bool = True) -> dict:
+    """Answer every question of the dataset with the configured assistant and score the answers."""
+    from api.wiring import build_assistant
+
+    rows = load_dataset(dataset)
+    s = _settings_for(corpus, data_dir, settings)
+    ingest = _ingest(s, corpus, progress)
+    assistant = build_assistant(s)
+    t0 = time.perf_counter()
+    results = answer_all(rows, assistant, progress)
+    out = score(results, assistant.retriever.store)
+    out.update({"dataset": str(dataset), "corpus": str(corpus) if corpus else None, "data_dir": str(s.data_dir),
+                "ingest": ingest, "run_s": round(time.perf_counter() - t0, 1), "models": assistant.models,
+                "threshold": assistant.config.threshold})
+    return out
+
+
+def _ingest(s, corpus, progress: bool) -> dict | None:
+    if corpus is None:
+        return None
+    rep = ingest_corpus(s, Path(corpus), progress)
+    if rep["failed"]:
+        first = rep["failed"][0]
+        raise ConfigError(f"{len(rep['failed'])} corpus files failed to ingest (e.g. {first['path']}: {first['error']}); "
+                          "fix them before evaluating")
+    return {k: v for k, v in rep.items() if k != "failed"}
+
+
+def sweep(results: list[dict], max_answerable_abstain: float = MAX_ANSWERABLE_ABSTAIN) -> dict:
+    """Every candidate threshold with its abstention rates, and the recommended one."""
+    conf_a = [r["confidence"] for r in results if r["row"]["answerable"]]
+    conf_u = [r["confidence"] for r in results if not r["row"]["answerable"]]
+    if not conf_a or not conf_u:
+        raise ConfigError("calibration needs both answerable and unanswerable questions in the dataset")
+    cands = sorted({0.0, *(round(c + 1e-4, 4) for c in conf_a + conf_u)})
+    table = []
+    for t in cands:
+        a_abs = sum(c < t for c in conf_a) / len(conf_a)
+        u_abs = sum(c < t for c in conf_u) / len(conf_u)
+        table.append({"threshold": t, "answerable_abstained": round(a_abs, 4), "unanswerable_abstained": round(u_abs, 4)})
+    ok = [r for r in table if r["answerable_abstained"] <= max_answerable_abstain]
+    best = max(ok, key=lambda r: (r["unanswerable_abstained"], -r["threshold"]))
+    return {"recommended": best["threshold"], "at_recommended": best, "table": table,
+            "confidence": {"answerable": sorted(round(c, 4) for c in conf_a),
+                           "unanswerable": sorted(round(c, 4) for c in conf_u)}}
+
+
+def calibrate(dataset: str | Path, corpus: str | Path | None = None, data_dir: str | Path | None = None,
+              settings=None, progress: bool = True, max_answerable_abstain: float = MAX_ANSWERABLE_ABSTAIN) -> dict:
+    from api.wiring import build_assistant
+
+    rows = load_dataset(dataset)
+    s = _settings_for(corpus, data_dir, settings)
+    _ingest(s, corpus, progress)
+    assistant = build_assistant(s)
+    current = assistant.config.threshold
+    assistant.config = replace(assistant.config, threshold=float("-inf"))  # never abstain: see every confidence
+    results = answer_all(rows, assistant, progress, label="calibrating")
+    out = sweep(results, max_answerable_abstain)
+    out.update({"dataset": str(dataset), "questions": len(rows), "current": current,
+                "max_answerable_abstain": max_answerable_abstain})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--corpus", type=Path)
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        res = (calibrate(args.dataset, args.corpus, args.data_dir) if args.calibrate
+               else run_qa(args.dataset, args.corpus, args.data_dir))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.json:
+        res.pop("cases", None)
+        res.pop("table", None)
+    print(json.dumps(res) if args.json else json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
