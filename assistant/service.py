@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Generator, Iterator, Sequence
 
 from assistant import prompts
-from assistant.extractive import ExtractiveConfig, confidence, quote_of, score_units, select
+from assistant.extractive import extend, ExtractiveConfig, confidence, quote_of, score_units, select
 from assistant.grounding import ground, is_instruction
 from assistant.llm import LLM, USAGE_KEYS, Completion, LLMError
 from assistant.types import Answer, Citation
@@ -209,7 +209,7 @@ class Assistant:
         models = {**self.models, "answerer": EXTRACTIVE}
         if not hits or conf < self.config.threshold:
             return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, models, trace_id, conf)
-        chosen = select(scored, self.config)
+        chosen = extend(select(scored, self.config, query), hits, query, self.config)
         markers: dict[int, int] = {}
         parts, cites = [], []
         for s in chosen:

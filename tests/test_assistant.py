@@ -73,3 +73,55 @@ def test_a_quote_must_be_in_its_passage(assistant):
     hit = assistant.retriever.search("PTO carry over", Principal(), top_k=1).hits[0]
     with pytest.raises(QuoteNotInPassage):
         Citation.from_hit(1, hit, "Employees may carry over up to 400 hours")
+
+
+# -- sentence selection details (docs/benchmarks.md: tuned on evals/datasets/enterprise_dev.jsonl) ----
+
+CACHING = """---
+title: Cache Freshness Guide
+---
+# Cache Freshness Guide
+
+## Heuristic freshness
+
+When a response carries no explicit expiry, caches may compute a heuristic expiration from the
+Last-Modified time. Such caches use no more than some fraction of the interval since that time. A typical
+setting of this fraction might be 10%.
+
+## Incident response
+
+Report a suspected breach to the security desk within 1 hour of noticing it. Do not turn off the affected
+laptop, because memory evidence would be lost. Keep a written timeline of what you observed.
+"""
+
+
+@pytest.fixture()
+def caching(make_ingestor, tmp_path, embedder):
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "cache.md").write_text(CACHING)
+    ing = make_ingestor()
+    ing.ingest([root])
+    return Assistant(Retriever(ing.store, ing.vectors, embedder), embedder)
+
+
+def test_quote_takes_the_next_sentence_when_it_holds_the_asked_figure(caching):
+    ans = caching.answer("what fraction of the interval since Last-Modified do caches use for heuristic freshness?",
+                         Principal())
+    assert ans.status == "extractive" and "10%" in ans.text
+    assert any("some fraction" in c.quote and "10%" in c.quote for c in ans.citations)  # one quote, two sentences
+    _check_citations(ans, caching.retriever.store)
+
+
+def test_both_parts_of_a_two_part_question_are_answered(caching):
+    ans = caching.answer("how fast must I report a suspected breach, and should I turn off my laptop?", Principal())
+    assert "within 1 hour" in ans.text and "Do not turn off" in ans.text
+    _check_citations(ans, caching.retriever.store)
+
+
+def test_quantity_questions_and_figures_are_recognized():
+    from assistant.extractive import asks_quantity, has_figure
+
+    assert all(asks_quantity(q) for q in ("how long do logs live?", "what version broke it", "max upload size?"))
+    assert not any(asks_quantity(q) for q in ("why did okta login break?", "who approves expenses"))
+    assert has_figure("within 1 hour") and has_figure("twice daily") and not has_figure("report it promptly")
