@@ -39,6 +39,11 @@ class RetrievalSettings(BaseModel):
                                    "passages count as the same text")
     reranker: str | None = Field(None, description="sentence-transformers CrossEncoder name or folder; unset = off")
     rerank_depth: int = Field(30, ge=1, le=500)
+    keyword_index: Literal["auto", "memory", "fts5"] = Field(
+        "auto", description="keyword search: auto = an in-memory BM25 index (saved in DATA_DIR/keyword-index) once "
+        "the registry holds keyword_index_min_chunks chunks, FTS5 below; memory = always the index; fts5 = never. "
+        "FTS5 answers while the index is stale (docs/decisions/0004-keyword-index.md)")
+    keyword_index_min_chunks: int = Field(20_000, ge=0, description="registry size from which auto builds the index")
 
 
 class LLMSettings(BaseModel):
