@@ -88,13 +88,15 @@ def qa(dataset: Path = typer.Option(..., "--dataset", help=_DATASET_HELP),
 
 
 @eval_app.command()
-def calibrate(dataset: Path = typer.Option(..., "--dataset", help=_DATASET_HELP + "; use a dev set, never the test set"),
-              corpus: Optional[Path] = typer.Option(None, "--corpus", help=_CORPUS_HELP),
-              data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="knowledge base or eval cache to use"),
+def calibrate(dataset: list[Path] = typer.Option(..., "--dataset", help=_DATASET_HELP + "; repeat for several "
+                                                 "sets; use dev sets, never the test set"),
+              corpus: Optional[list[Path]] = typer.Option(None, "--corpus", help=_CORPUS_HELP + "; one per --dataset, "
+                                                          "in the same order"),
+              data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="knowledge base or eval cache (one dataset only)"),
               max_abstain: float = typer.Option(0.10, "--max-answerable-abstain", min=0.0, max=1.0,
                                                 help="largest share of answerable questions allowed to abstain"),
               as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
-    """Choose the abstention threshold of the offline answerer from a dev set's confidences."""
+    """Choose the abstention threshold of the offline answerer from dev sets' confidences."""
     from api.cli import _fail, _settings, out
     from evals.qa_eval import calibrate as run_calibration
     from ingest.errors import LoreError
@@ -111,4 +113,4 @@ def calibrate(dataset: Path = typer.Option(..., "--dataset", help=_DATASET_HELP 
     out.print(f"{res['questions']} questions; current threshold {res['current']}")
     out.print(f"recommended threshold {res['recommended']}: abstains on {best['unanswerable_abstained']:.0%} of "
               f"unanswerable and {best['answerable_abstained']:.0%} of answerable questions")
-    out.print("set it with LORE_ANSWER__THRESHOLD or in ExtractiveConfig (assistant/extractive.py)")
+    out.print("set it with LORE_ANSWER__THRESHOLD (or ExtractiveConfig.threshold in assistant/extractive.py)")

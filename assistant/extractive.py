@@ -47,12 +47,13 @@ class ExtractiveConfig:
     max_sentences: int = 5  # and at most MAX_WORDS words in all
     semantic_weight: float = 0.55
     lexical_weight: float = 0.30
-    prior_weight: float = 0.15
-    keep_ratio: float = 0.75  # further sentences must score within this share of the best
-    threshold: float = 0.42  # calibrated: `lore eval calibrate` (docs/benchmarks.md)
+    prior_weight: float = 0.25
+    keep_ratio: float = 0.70  # further sentences must score within this share of the best
+    threshold: float = 0.61  # calibrated on the dev sets: `lore eval calibrate` (docs/benchmarks.md)
     idf_lexical: bool = True  # weigh question terms by their rarity among the candidate sentences
     number_boost: float = 0.05  # added when the question asks how long/many/much... and the unit has a figure
     coverage_weight: float = 0.1  # selection: reward for question terms the answer does not cover yet
+    figure_penalty: float = 0.1  # confidence lost when a how-many question's best evidence has no figure
     extend_next: bool = True  # quote the next sentence too when it holds the figure the question asks for
 
 
@@ -75,8 +76,12 @@ def asks_quantity(question: str) -> bool:
     return bool(_QUANTITY.search(question))
 
 
+_REFERENCE = re.compile(r"\[[^\]]*\]|\((?:Section|Sec\.|see)[^)]*\)|\bSection \d+(?:\.\d+)*|https?://\S+", re.I)
+
+
 def has_figure(text: str) -> bool:
-    return bool(_FIGURE.search(text))
+    """A number, amount, duration or frequency, not counting references ("Section 8.8.2", "[RFC9110]")."""
+    return bool(_FIGURE.search(_REFERENCE.sub(" ", text)))
 
 
 def term_weights(qterms: set[str], unit_terms: Sequence[set[str]], idf: bool) -> dict[str, float]:
@@ -154,21 +159,53 @@ def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "") -> l
 
 
 def extend(chosen: list[Scored], hits: Sequence[Hit], question: str, cfg: ExtractiveConfig) -> list[Scored]:
-    """A picked sentence without the figure the question asks for takes the next sentence of its paragraph
-    when that one has it ("... some fraction of the interval." + "A typical setting might be 10%.")."""
-    if not cfg.extend_next or not asks_quantity(question):
+    """Grow a picked sentence into the quote a reader needs, within MAX_QUOTE characters:
+
+    - a unit that ends with ":" takes the list or table rows it introduces ("Fringe benefit amount
+      (per month):" + "- Internet: $50" ...);
+    - for a how-long/how-many question, a sentence without the asked figure takes the next sentence of
+      its paragraph when that one has a figure ("... some fraction of the interval." + "A typical
+      setting of this fraction might be 10%."), or the list that sentence introduces.
+    Units swallowed by a grown quote are dropped from the selection, so nothing is quoted twice.
+    """
+    if not cfg.extend_next:
         return chosen
-    out = []
+    quantity = asks_quantity(question)
+    qterms = _terms(question)
+    out: list[Scored] = []
+    taken: list[tuple[int, int, int]] = []  # (hit, start, end) of the quotes so far
     for s in chosen:
         u = s.unit
-        if u.kind == "sentence" and not has_figure(u.text):
-            text = hits[s.hit_index].chunk.text
-            nxt = next((n for n in split_units(text) if n.start >= u.end), None)
-            gap = text[u.end:nxt.start] if nxt else ""
-            if (nxt is not None and nxt.kind == "sentence" and "\n\n" not in gap and has_figure(nxt.text)
-                    and nxt.end - u.start <= MAX_QUOTE and not any(c.unit.start == nxt.start for c in chosen)):
-                u = Unit(text[u.start:nxt.end], u.start, nxt.end, "sentence", u.context)
+        if any(h == s.hit_index and a <= u.start and u.end <= b for h, a, b in taken):
+            continue
+        text = hits[s.hit_index].chunk.text
+        units = [n for n in split_units(text) if n.start >= u.end]
+        last, fig, in_list = u, has_figure(u.text), u.text.endswith(":")
+        for n in units:
+            gap = text[last.end:n.start]
+            if n.end - u.start > MAX_QUOTE or ("\n\n" in gap and not in_list) or gap.count("\n") > 2:
+                break
+            if in_list:  # the items of a list the quote introduces (parsers may drop bullets: short lines)
+                if n.kind not in ("item", "row", "heading") and not last.text.endswith(":"):
+                    break
+                last, fig = n, fig or has_figure(n.text)
+                continue
+            figure_next = (quantity and n.kind == "sentence" and has_figure(n.text)
+                           and (not fig or bool(qterms & _terms(n.text))))
+            if not figure_next and not (quantity and not fig and n.text.endswith(":")):
+                break
+            last, fig, in_list = n, fig or has_figure(n.text), n.text.endswith(":")
+            if not in_list:
+                break
+        if last is not u:
+            u = Unit(text[u.start:last.end], u.start, last.end, "sentence", u.context)
+        taken.append((s.hit_index, u.start, u.end))
         out.append(Scored(s.hit_index, u, s.score, s.semantic, s.lexical))
+    out = [o for o in out if not any(h == o.hit_index and a <= o.unit.start and o.unit.end <= b
+                                     and (a, b) != (o.unit.start, o.unit.end) for h, a, b in taken)]
+    while len(out) > 1 and sum(len(o.unit.text.split()) for o in out) > MAX_WORDS:
+        best = max(out, key=lambda o: o.score)
+        out.remove(min((o for o in out if o is not best), key=lambda o: o.score))  # stay within the word budget
     return out
 
 
@@ -177,8 +214,15 @@ def _overlap(a: str, b: str) -> float:
     return len(ta & tb) / max(1, min(len(ta), len(tb)))
 
 
-def confidence(scored: list[Scored]) -> float:
-    return scored[0].score if scored else 0.0
+def confidence(scored: list[Scored], question: str = "", cfg: ExtractiveConfig | None = None) -> float:
+    """The best sentence's score, less `figure_penalty` when the question asks how long/many/much and
+    none of the three best sentences holds a figure (the passages talk about it but do not say)."""
+    if not scored:
+        return 0.0
+    penalty = cfg.figure_penalty if cfg is not None else 0.0
+    if penalty and asks_quantity(question) and not any(has_figure(s.unit.text) for s in scored[:3]):
+        return scored[0].score - penalty
+    return scored[0].score
 
 
 def quote_of(unit: Unit) -> str:

@@ -205,7 +205,7 @@ class Assistant:
 
     def _extractive(self, question: str, query: str, hits: list[Hit], trace_id: str) -> Answer:
         scored = [s for s in score_units(query, hits, self.embedder, self.config) if not is_instruction(s.unit.text)]
-        conf = confidence(scored)
+        conf = confidence(scored, query, self.config)
         models = {**self.models, "answerer": EXTRACTIVE}
         if not hits or conf < self.config.threshold:
             return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, models, trace_id, conf)

@@ -231,34 +231,53 @@ def sweep(results: list[dict], max_answerable_abstain: float = MAX_ANSWERABLE_AB
                            "unanswerable": sorted(round(c, 4) for c in conf_u)}}
 
 
-def calibrate(dataset: str | Path, corpus: str | Path | None = None, data_dir: str | Path | None = None,
-              settings=None, progress: bool = True, max_answerable_abstain: float = MAX_ANSWERABLE_ABSTAIN) -> dict:
+def calibrate(datasets, corpora=None, data_dir: str | Path | None = None, settings=None, progress: bool = True,
+              max_answerable_abstain: float = MAX_ANSWERABLE_ABSTAIN) -> dict:
+    """Sweep the abstention threshold over one or more dev sets, each with its corpus (paired in order).
+
+    Several sets calibrate one threshold for knowledge bases of different kinds (the bundled sample and
+    the shared enterprise corpus); `data_dir` applies only to a single set.
+    """
     from api.wiring import build_assistant
 
-    rows = load_dataset(dataset)
-    s = _settings_for(corpus, data_dir, settings)
-    _ingest(s, corpus, progress)
-    assistant = build_assistant(s)
-    current = assistant.config.threshold
-    assistant.config = replace(assistant.config, threshold=float("-inf"))  # never abstain: see every confidence
-    results = answer_all(rows, assistant, progress, label="calibrating")
+    datasets = [datasets] if isinstance(datasets, (str, Path)) else list(datasets)
+    corpora = [corpora] if isinstance(corpora, (str, Path)) else list(corpora or [])
+    if corpora and len(corpora) != len(datasets):
+        raise ConfigError(f"give one --corpus per --dataset ({len(datasets)} datasets, {len(corpora)} corpora), "
+                          "in the same order")
+    if len(datasets) > 1 and data_dir is not None:
+        raise ConfigError("--data-dir works with a single --dataset; with several, each corpus gets its own eval cache")
+    results, current = [], None
+    for i, ds in enumerate(datasets):
+        rows = load_dataset(ds)
+        corpus = corpora[i] if corpora else None
+        s = _settings_for(corpus, data_dir, settings)
+        _ingest(s, corpus, progress)
+        assistant = build_assistant(s)
+        current = assistant.config.threshold
+        assistant.config = replace(assistant.config, threshold=float("-inf"))  # never abstain: see every confidence
+        results += answer_all(rows, assistant, progress, label=f"calibrating {Path(ds).name}")
     out = sweep(results, max_answerable_abstain)
-    out.update({"dataset": str(dataset), "questions": len(rows), "current": current,
+    out.update({"datasets": [str(d) for d in datasets], "questions": len(results), "current": current,
                 "max_answerable_abstain": max_answerable_abstain})
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--corpus", type=Path)
+    ap.add_argument("--dataset", type=Path, required=True, action="append")
+    ap.add_argument("--corpus", type=Path, action="append")
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
-        res = (calibrate(args.dataset, args.corpus, args.data_dir) if args.calibrate
-               else run_qa(args.dataset, args.corpus, args.data_dir))
+        if args.calibrate:
+            res = calibrate(args.dataset, args.corpus, args.data_dir)
+        elif len(args.dataset) > 1 or len(args.corpus or []) > 1:
+            raise ConfigError("give one --dataset (and at most one --corpus) without --calibrate")
+        else:
+            res = run_qa(args.dataset[0], (args.corpus or [None])[0], args.data_dir)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -105,3 +105,9 @@ def test_eval_retrieval_on_a_tiny_beir_dataset(tmp_path):
         assert res[mode]["recall@10"] == 1.0 and res[mode]["mrr@10"] == 1.0
     r = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "--split", "train", "--json"])
     assert r.exit_code == 2 and "train.tsv" in r.output
+
+
+def test_calibrate_pairs_datasets_with_corpora(tmp_path):
+    ds = _write(tmp_path / "qa.jsonl", QA)
+    r = runner.invoke(app, ["eval", "calibrate", "--dataset", str(ds), "--dataset", str(ds), "--corpus", str(SAMPLES)])
+    assert r.exit_code == 2 and "one --corpus per --dataset" in r.output
