@@ -55,9 +55,11 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
            data_dir: Optional[Path] = DataDir,
            doc_type: Optional[str] = typer.Option(None, "--doc-type", help="policy, spec or incident (default: front matter or folder name)"),
            acl: List[str] = typer.Option([], "--acl", help="who may read these documents: public, user:ID, group:NAME (repeatable)"),
-           exclude: List[str] = typer.Option([], "--exclude", help="glob of file names or paths to skip (repeatable)"),
+           exclude: List[str] = typer.Option([], "--exclude", help="gitignore-style pattern, relative to each folder, "
+                                             "of files or folders to skip (repeatable; adds to LORE_INGEST__EXCLUDE "
+                                             "and a folder's .loreignore)"),
            as_json: bool = AsJson) -> None:
-    """Ingest files and folders; unchanged files are skipped, removed ones deleted."""
+    """Ingest files and folders; unchanged files are skipped, removed or excluded ones deleted."""
     from api.wiring import build_ingestor
 
     s = _settings(data_dir)
@@ -75,7 +77,8 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
 
     try:
         with progress:
-            report = build_ingestor(s, on_event=on_event).ingest(paths, doc_type=doc_type, acl=acl, exclude=exclude)
+            report = build_ingestor(s, on_event=on_event).ingest(paths, doc_type=doc_type, acl=acl,
+                                                                 exclude=[*s.ingest.exclude, *exclude])
     except LoreError as exc:
         _fail(exc)
     summary = report.to_dict()
@@ -85,7 +88,8 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
         print(json.dumps(summary))
     else:
         out.print(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
-                  f"deleted {report.deleted}, failed {len(report.failed)}; {report.chunks} chunks written "
+                  f"deleted {report.deleted}, excluded {report.excluded}, failed {len(report.failed)}; "
+                  f"{report.chunks} chunks written "
                   f"to {s.data_dir}")
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)

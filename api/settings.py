@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.discover import exclude_spec
 from ingest.types import validate_acl
 
 
@@ -25,6 +26,15 @@ class IngestSettings(BaseModel):
     max_file_mb: float = Field(50.0, gt=0, description="files larger than this are reported, not ingested")
     parse_workers: int = Field(1, ge=0, le=16, description="parser processes running ahead of the embedder; 0 = inline")
     batch_chunks: int = Field(256, ge=1, description="chunks gathered before each embedding call")
+    exclude: list[str] = Field([], description="gitignore-style patterns, relative to each ingested folder, of "
+                               "files and folders to skip, e.g. [\"SOURCES.md\", \"drafts/\"]; added to --exclude "
+                               "and the folder's .loreignore")
+
+    @field_validator("exclude")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        exclude_spec(v, "LORE_INGEST__EXCLUDE")  # a bad pattern is named now, not at the first ingest
+        return v
 
 
 class RetrievalSettings(BaseModel):

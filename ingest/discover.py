@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ingest.errors import IngestError, UnreadableFile
+import pathspec
+
+from ingest.errors import ConfigError, IngestError, UnreadableFile
+
+IGNORE_FILE = ".loreignore"  # gitignore syntax, read from the top of each folder argument
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,17 +27,42 @@ class Discovery:
     candidates: tuple[Candidate, ...]
     failures: tuple[IngestError, ...]
     roots: tuple[Path, ...]  # folders walked completely: documents under them that vanished are removed
+    excluded: tuple[Path, ...] = ()  # files and folders an exclude pattern matched (a folder counts once)
 
 
-def _excluded(path: Path, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(str(path), p) for p in patterns)
+def exclude_spec(patterns: Sequence[str], where: str = "--exclude") -> pathspec.PathSpec:
+    """Compile gitignore-style patterns; raise ConfigError naming the bad one."""
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(patterns)
+    except (ValueError, TypeError) as exc:  # GitWildMatchPatternError is a ValueError
+        raise ConfigError(f"{where}: invalid exclude pattern ({exc}); use gitignore syntax, e.g. 'SOURCES.md' "
+                          "or 'drafts/'") from exc
+
+
+def _root_spec(root: Path, patterns: Sequence[str], failures: list[IngestError]) -> pathspec.PathSpec:
+    """The argument patterns plus the root's .loreignore (its lines come later, so '!' can re-include)."""
+    lines = list(patterns)
+    ignore = root / IGNORE_FILE
+    if ignore.is_file():
+        try:
+            lines += ignore.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            failures.append(UnreadableFile(str(ignore), f"cannot be read ({exc}); its patterns were not applied"))
+        return exclude_spec(lines, str(ignore))
+    return exclude_spec(lines)
 
 
 def discover(paths: Sequence[str | Path], exclude: Sequence[str] = ()) -> Discovery:
-    """Expand files and folders into candidates; report what cannot be read instead of raising."""
+    """Expand files and folders into candidates; report what cannot be read instead of raising.
+
+    `exclude` holds gitignore-style patterns matched against paths relative to each folder argument
+    (a folder's own .loreignore adds to them); a file argument is matched by its name alone.
+    """
+    arg_spec = exclude_spec(exclude)
     cands: dict[Path, Candidate] = {}
     failures: list[IngestError] = []
     roots: list[Path] = []
+    excluded: list[Path] = []
     for arg in paths:
         p = Path(os.path.abspath(Path(arg).expanduser()))
         try:
@@ -47,17 +75,21 @@ def discover(paths: Sequence[str | Path], exclude: Sequence[str] = ()) -> Discov
             failures.append(UnreadableFile(str(p), f"{reason}; check the path"))
             continue
         if real.is_file():
-            cands.setdefault(real, Candidate(p, None))
+            if arg_spec.match_file(p.name):
+                excluded.append(p)
+            else:
+                cands.setdefault(real, Candidate(p, None))
         elif real.is_dir():
-            complete = _walk(p, exclude, cands, failures)
+            complete = _walk(p, _root_spec(p, exclude, failures), cands, failures, excluded)
             if complete:
                 roots.append(p)
         else:
             failures.append(UnreadableFile(str(p), "is not a regular file or folder"))
-    return Discovery(tuple(cands.values()), tuple(failures), tuple(roots))
+    return Discovery(tuple(cands.values()), tuple(failures), tuple(roots), tuple(excluded))
 
 
-def _walk(root: Path, exclude: Sequence[str], cands: dict[Path, Candidate], failures: list[IngestError]) -> bool:
+def _walk(root: Path, spec: pathspec.PathSpec, cands: dict[Path, Candidate], failures: list[IngestError],
+          excluded: list[Path]) -> bool:
     """Walk a folder following symlinks once each; False when part of it could not be listed."""
     complete = True
     seen: set[tuple[int, int]] = set()
@@ -75,10 +107,23 @@ def _walk(root: Path, exclude: Sequence[str], cands: dict[Path, Candidate], fail
             dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(n for n in dirnames if not n.startswith(".") and not _excluded(d / n, exclude))
+        rel = d.relative_to(root).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        keep = []
+        for n in sorted(dirnames):
+            if n.startswith("."):
+                continue
+            if spec.match_file(f"{prefix}{n}/"):  # pruned, as git does: nothing below can be re-included
+                excluded.append(d / n)
+            else:
+                keep.append(n)
+        dirnames[:] = keep
         for name in sorted(filenames):
             f = d / name
-            if name.startswith(".") or _excluded(f, exclude):
+            if name.startswith("."):
+                continue
+            if spec.match_file(prefix + name):
+                excluded.append(f)
                 continue
             try:
                 real = f.resolve(strict=True)

@@ -18,6 +18,8 @@ from ingest.errors import (
     ParseFailed,
     UnsupportedFormat,
 )
+from ingest.templates import has_template_tags, render_templates
+from ingest.titles import choose_title, header_title, render_header, split_header_block
 from ingest.types import Block, ParsedDoc
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ _FRONT_MATTER = re.compile(r"\A(?:\ufeff)?(---|\+\+\+)[ \t]*\r?\n(.*?)\r?\n\1[ \
 _ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S | re.I)
 _CELL = re.compile(r"<t[hd][^>]*>(.*?)</t[hd]>", re.S | re.I)
 _TAG = re.compile(r"<[^>]+>")
+_SENTENCE_END = re.compile(r"[.!?:;][\"')\]\u2019\u201d]*\Z")
 
 
 def _unsupported(path: str) -> UnsupportedFormat:
@@ -137,6 +140,8 @@ def _plain_html_text():
 
 
 def _partition(fmt: str, path: str, data: bytes, text: str | None) -> list:
+    if text is not None and not text.strip():
+        return []  # all of it was a header block
     if fmt in ("md", "html", "rst", "eml"):
         with _plain_html_text():
             return _partition_any(fmt, path, data, text)
@@ -155,7 +160,7 @@ def _partition_any(fmt: str, path: str, data: bytes, text: str | None) -> list:
     if fmt == "rst":
         from unstructured.partition.rst import partition_rst
 
-        return partition_rst(file=io.BytesIO(data), languages=_LANG)
+        return partition_rst(file=io.BytesIO(text.encode()), languages=_LANG)
     if fmt == "text":
         from unstructured.partition.text import partition_text
 
@@ -198,7 +203,13 @@ def _check_pdf(path: str, data: bytes) -> None:
         raise ParseFailed(path, f"is not a readable PDF (corrupt or truncated: {exc})") from exc
 
 
-def _blocks(elements: list) -> tuple[list[Block], bool]:
+def _continues(prev: Block, nxt: Block) -> bool:
+    """A PDF line wrap split into two elements: the first ends mid-sentence, the next starts lowercase or with a digit."""
+    return (prev.kind in ("text", "list") and nxt.kind == "text" and prev.page == nxt.page
+            and not _SENTENCE_END.search(prev.text) and (nxt.text[0].islower() or nxt.text[0].isdigit()))
+
+
+def _blocks(elements: list, join_wrapped: bool = False) -> tuple[list[Block], bool]:
     blocks: list[Block] = []
     has_pages = False
     for el in elements:
@@ -218,7 +229,12 @@ def _blocks(elements: list) -> tuple[list[Block], bool]:
         if not text:
             continue
         level = (int(md.category_depth or 0) + 1) if kind == "title" else 0
-        blocks.append(Block(kind=kind, text=text, level=level, page=page))
+        block = Block(kind=kind, text=text, level=level, page=page)
+        if join_wrapped and blocks and _continues(blocks[-1], block):
+            prev = blocks.pop()
+            sep = "" if prev.text.endswith("-") else " "  # 'home-' + 'office': keep the hyphen, no space
+            block = Block(kind=prev.kind, text=prev.text + sep + text, level=prev.level, page=page)
+        blocks.append(block)
     return blocks, has_pages
 
 
@@ -230,12 +246,17 @@ def parse_file(path: str, data: bytes) -> ParsedDoc:
     if not data.strip():
         raise EmptyDocument(path, "is empty; add content or remove the file")
     meta: dict = {}
+    header: list[tuple[str, str]] = []
     text = None
     if fmt in ("md", "text", "html", "rst"):
         text = decode_text(path, data)
         if fmt in ("md", "text"):
             meta, text = split_front_matter(text)
-        if not text.strip():
+        if fmt == "md" and has_template_tags(text):
+            text = render_templates(text, meta)  # on the source, so stored spans still index stored text
+        if fmt in ("rst", "text"):
+            header, text = split_header_block(text)
+        if not text.strip() and not header:
             raise EmptyDocument(path, "has no text after its front matter")
     try:
         elements = _partition(fmt, path, data, text)
@@ -243,10 +264,10 @@ def parse_file(path: str, data: bytes) -> ParsedDoc:
         raise
     except Exception as exc:  # noqa: BLE001 - third-party parsers raise anything on bad input
         raise ParseFailed(path, f"could not be parsed as {fmt} ({type(exc).__name__}: {exc})") from exc
-    blocks, has_pages = _blocks(elements)
+    blocks, has_pages = _blocks(elements, join_wrapped=fmt == "pdf")
+    if header:
+        blocks.insert(0, Block(kind="text", text=render_header(header)))
     if not blocks:
         raise EmptyDocument(path, "has no extractable text (scanned images are not supported)")
-    title = meta.get("title") if isinstance(meta.get("title"), str) else None
-    if not title:
-        title = next((b.text for b in blocks if b.kind == "title"), None)
+    title = choose_title(blocks, meta.get("title"), header_title(header))
     return ParsedDoc(blocks=tuple(blocks), title=title, front_matter=meta, has_pages=has_pages)

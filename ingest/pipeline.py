@@ -30,10 +30,11 @@ from ingest.embedders import Embedder
 from ingest.errors import ConfigError, FileTooLarge, IngestError, StoreLocked, UnreadableFile
 from ingest.formats import parse_file
 from ingest.sqlite_store import SqliteStore
+from ingest.titles import title_from_path
 from ingest.types import DOC_TYPES, Chunk, ParsedDoc, SourceDoc, validate_acl
 
 log = logging.getLogger(__name__)
-PARSER_VERSION = "parse-v1"
+PARSER_VERSION = "parse-v2"  # v2: declared titles, template tags rendered, PEP headers, PDF line joins
 HEADER_TOKENS = 32  # room kept in the model's window for the title/section header embedded with each chunk
 HEADER_CHARS = 96  # about HEADER_TOKENS word pieces of English
 DEFAULT_ACL_MARK = "@default"  # stored for documents without an ACL: the retriever applies the configured default
@@ -51,10 +52,11 @@ class IngestReport:
     deleted: int = 0
     failed: list[dict] = field(default_factory=list)
     chunks: int = 0
+    excluded: int = 0  # files and folders skipped by an exclude pattern (a folder counts once)
 
     def to_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
-                "deleted": self.deleted, "failed": self.failed, "chunks": self.chunks}
+                "deleted": self.deleted, "failed": self.failed, "chunks": self.chunks, "excluded": self.excluded}
 
 
 @dataclass
@@ -115,7 +117,7 @@ def _updated_at(front_matter: dict, mtime: float) -> str:
 
 
 def _title(parsed: ParsedDoc, path: Path) -> str:
-    return (parsed.title or path.stem).strip()[:300]
+    return (parsed.title or title_from_path(path)).strip()[:300]
 
 
 def _parse_job(path: str, data: bytes) -> ParsedDoc | IngestError:
@@ -172,11 +174,14 @@ class Ingestor:
             found = discover(paths, exclude)
             for err in found.failures:
                 self._fail(report, err)
+            report.excluded = len(found.excluded)
+            for path in found.excluded:
+                self.on_event("excluded", {"path": str(path)})
             todo = self._plan(found.candidates, doc_type, acl_tokens, report)
             self.on_event("plan", {"files": len(found.candidates), "todo": len(todo)})
             self._run(todo, doc_type, acl_tokens, report)
             seen = {str(c.path) for c in found.candidates}
-            for root in found.roots:
+            for root in found.roots:  # vanished or now excluded: both leave the knowledge base
                 for doc_id in self.store.doc_ids_under(str(root) + os.sep):
                     doc = self.store.get_document(doc_id)
                     if doc and doc.uri not in seen:

@@ -47,7 +47,8 @@ def test_rerun_changes_nothing_and_never_reembeds(make_ingestor, corpus):
         rep = ing.ingest([corpus])
     finally:
         del ing.embedder.embed_documents
-    assert rep.to_dict() == {"added": 0, "updated": 0, "unchanged": 10, "deleted": 0, "failed": [], "chunks": 0}
+    assert rep.to_dict() == {"added": 0, "updated": 0, "unchanged": 10, "deleted": 0, "failed": [], "chunks": 0,
+                             "excluded": 0}
     assert calls == [] and snapshot(ing) == before
 
 
