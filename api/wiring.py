@@ -50,17 +50,21 @@ def build_ingestor(s: Settings, on_event: Callable[[str, dict], None] | None = N
 
 
 def build_retriever(s: Settings, embedder: Embedder | None = None, store: SqliteStore | None = None):
+    from retriever.keyword_index import KeywordAccelerator
     from retriever.rerank import CrossEncoderReranker
     from retriever.search import RetrievalConfig, Retriever
 
     embedder = embedder or build_embedder(s)
+    store = store or build_store(s)
     r = s.retrieval
+    weights = (r.title_weight, r.section_weight, 1.0)
     config = RetrievalConfig(fusion=r.fusion, dense_weight=r.dense_weight, rrf_k=r.rrf_k, depth=r.depth,
-                             field_weights=(r.title_weight, r.section_weight, 1.0),
-                             dedup_threshold=r.dedup_threshold, rerank_depth=r.rerank_depth)
+                             field_weights=weights, dedup_threshold=r.dedup_threshold, rerank_depth=r.rerank_depth)
     reranker = CrossEncoderReranker(r.reranker) if r.reranker else None
-    return Retriever(store or build_store(s), build_vectors(s, embedder), embedder,
-                     default_acl=tuple(s.default_acl), config=config, reranker=reranker)
+    keyword_index = KeywordAccelerator(store, Path(s.data_dir) / "keyword-index", weights, r.keyword_index,
+                                       r.keyword_index_min_chunks)
+    return Retriever(store, build_vectors(s, embedder), embedder, default_acl=tuple(s.default_acl), config=config,
+                     reranker=reranker, keyword_index=keyword_index)
 
 
 def build_llm(s: Settings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ from ingest.errors import DocumentNotFound, StoreError
 from ingest.types import Chunk, SourceDoc
 
 SCHEMA_VERSION = 1
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -37,10 +39,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    title, section, body, tokenize = 'porter unicode61 remove_diacritics 2'
+    title, section, body, tokenize = '@TOKENIZER'
 );
 CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
-"""
+""".replace("@TOKENIZER", FTS_TOKENIZER)
 _DOC_COLS = "doc_id, uri, title, doc_type, version, updated_at, ingested_at, acl, size, chunk_count"
 _CHUNK_COLS = 'chunk_id, doc_id, version, ordinal, text, section, page_start, page_end, start, "end", content_hash, token_count'
 
@@ -77,6 +79,12 @@ class SqliteStore:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema {row[0]} is not {SCHEMA_VERSION}; re-ingest into a new LORE_DATA_DIR")
+        # the registry generation: bumped by every write that changes documents or chunks, so caches built
+        # from one generation (the in-memory keyword index) know when they are stale; the id tells
+        # registries apart, so a cache of a deleted and re-created database is never taken for current
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        self.store_id: str = self._db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0]
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -84,6 +92,7 @@ class SqliteStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction. One that changes documents or chunks must call `_bump` inside it."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -92,6 +101,14 @@ class SqliteStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def generation(self) -> int:
+        """How many committed writes have changed documents or chunks (any process)."""
+        return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
     # -- registry ------------------------------------------------------------------------------
     def get_document(self, doc_id: str) -> SourceDoc | None:
@@ -165,6 +182,7 @@ class SqliteStore:
                          front_matter: dict | None = None) -> list[str]:
         """Atomically make `doc` with `chunks` the current version; return the old version's chunk ids."""
         with self._tx() as db:
+            self._bump(db)
             old = self._drop(db, doc.id)
             db.execute(
                 "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -187,6 +205,7 @@ class SqliteStore:
         with self._tx() as db:
             if db.execute("SELECT 1 FROM documents WHERE doc_id=?", (doc_id,)).fetchone() is None:
                 raise DocumentNotFound(f"no document with id {doc_id!r}; list ids with 'lore docs'")
+            self._bump(db)
             return self._drop(db, doc_id)
 
     @staticmethod
@@ -218,6 +237,27 @@ class SqliteStore:
             f"WHERE chunks_fts MATCH ? AND ({cond}) ORDER BY s DESC LIMIT ?",
             (*weights, match, *params, k)).fetchall()
         return [(r[0], float(r[1])) for r in rows]
+
+    def doc_ids_where(self, where: tuple[str, list]) -> list[str]:
+        """Ids of the documents whose row `d` meets `where` (the keyword search's condition)."""
+        cond, params = where
+        return [r[0] for r in self._db.execute(f"SELECT d.doc_id FROM documents d WHERE {cond}", params)]
+
+    @contextmanager
+    def keyword_corpus(self) -> Iterator["KeywordCorpus"]:
+        """What a keyword index is built from, read in one snapshot on a separate connection.
+
+        WAL readers neither block writers nor see their uncommitted work; the snapshot's generation says
+        exactly which registry state the rows belong to.
+        """
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.execute("BEGIN")  # deferred: the snapshot starts at the first read and lasts until ROLLBACK
+            gen = int(db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+            yield KeywordCorpus(self.store_id, gen, db)
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
 
     def get_documents(self, doc_ids: Iterable[str]) -> dict[str, tuple[SourceDoc, dict]]:
         """Current documents by id, each with its front matter."""
@@ -253,3 +293,47 @@ class SqliteStore:
         with self._tx() as db:
             db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)",
                            [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+
+
+class KeywordCorpus:
+    """Rows of one registry snapshot (`SqliteStore.keyword_corpus`): documents, ACL grants, chunks."""
+
+    def __init__(self, store_id: str, generation: int, db: sqlite3.Connection) -> None:
+        self.store_id, self.generation, self._db = store_id, generation, db
+
+    def documents(self) -> list[tuple[str, str, bool]]:
+        """(doc id, title, has no ACL) per document."""
+        return [(r[0], r[1], r[2] == "[]") for r in self._db.execute("SELECT doc_id, title, acl FROM documents")]
+
+    def grants(self) -> list[tuple[str, str]]:
+        """(doc id, ACL token) for every token of every document's stored ACL."""
+        return self._db.execute("SELECT doc_id, token FROM doc_acl").fetchall()
+
+    def chunks(self) -> Iterator[tuple[str, str, str, str]]:
+        """(chunk id, doc id, section path as the FTS5 row holds it, text), in rowid order."""
+        for cid, did, section, text in self._db.execute("SELECT chunk_id, doc_id, section, text FROM chunks ORDER BY rowid"):
+            yield cid, did, " ".join(json.loads(section)), text
+
+
+_tokenizer: list = []  # [connection, lock]: a private in-memory FTS5 table with chunks_fts's tokenizer
+
+
+def fts_tokens(words: Sequence[str]) -> list[tuple[str, ...]]:
+    """The tokens chunks_fts makes of each word (case folding, diacritics, porter), asked of SQLite itself."""
+    if not _tokenizer:
+        db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        db.execute(f"CREATE VIRTUAL TABLE w USING fts5(t, tokenize = '{FTS_TOKENIZER}')")
+        db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(w, 'instance')")
+        _tokenizer[:] = [db, threading.Lock()]
+    db, lock = _tokenizer
+    out: list[list[str]] = [[] for _ in words]
+    with lock:
+        for i in range(0, len(words), 20000):
+            db.execute("BEGIN")
+            try:
+                db.executemany("INSERT INTO w (rowid, t) VALUES (?, ?)", enumerate(words[i:i + 20000], i))
+                for term, row in db.execute("SELECT term, doc FROM v ORDER BY doc, offset"):
+                    out[row].append(term)
+            finally:
+                db.execute("ROLLBACK")  # nothing is kept: the table is empty between calls
+    return [tuple(t) for t in out]

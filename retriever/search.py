@@ -15,6 +15,7 @@ from ingest.types import PUBLIC
 from retriever.dedupe import collapse
 from retriever.filters import Access, chroma_where, doc_matches, sql_where
 from retriever.fusion import fuse
+from retriever.keyword_index import KeywordAccelerator
 from retriever.types import Filters, Hit, Principal, SearchResult
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,15 @@ class Retriever:
 
     def __init__(self, store: SqliteStore, vectors: ChunkStore, embedder: Embedder, *,
                  default_acl: Sequence[str] = (PUBLIC,), config: RetrievalConfig | None = None,
-                 reranker: Reranker | None = None) -> None:
+                 reranker: Reranker | None = None, keyword_index: KeywordAccelerator | None = None) -> None:
         self.store, self.vectors, self.embedder = store, vectors, embedder
         self.default_acl = tuple(default_acl)
         self.config = config or RetrievalConfig()
         self.reranker = reranker
+        if keyword_index is not None and keyword_index.weights != tuple(self.config.field_weights):
+            raise ConfigError(f"keyword index field weights {keyword_index.weights} differ from the retrieval "
+                              f"config's {self.config.field_weights}")
+        self.keyword_index = keyword_index  # None: FTS5 answers every keyword search
 
     def search(self, query: str, principal: Principal, filters: Filters | None = None, top_k: int = 10,
                mode: Mode = "hybrid") -> SearchResult:
@@ -92,8 +97,7 @@ class Retriever:
                 t["dense"] = time.perf_counter() - t1
             if mode in ("hybrid", "keyword"):
                 t1 = time.perf_counter()
-                keyword = self.store.keyword_search(query, depth, self.config.field_weights,
-                                                    where=sql_where(access, f, doc_ids))
+                keyword = self._keyword(query, depth, access, f, doc_ids)
                 t["keyword"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         fused = fuse(dense, keyword, self.config.fusion, self.config.dense_weight, self.config.rrf_k)
@@ -142,6 +146,19 @@ class Retriever:
             if len(got) < n or len(dense) >= depth or n >= 16 * depth:
                 return dense[:depth]
             n *= 4
+
+    def _keyword(self, query: str, depth: int, access: Access, f: Filters, doc_ids) -> list[tuple[str, float]]:
+        """BM25 over permitted, matching chunks: the in-memory index while it is current, else FTS5.
+
+        Both apply the same condition before choosing the top `depth` (FILTERS.md), so both fill it.
+        """
+        where = sql_where(access, f, doc_ids)
+        if self.keyword_index is not None:
+            narrowed = doc_ids is not None or f.doc_types or f.updated_after or f.updated_before or f.metadata
+            got = self.keyword_index.search(query, depth, access, where if narrowed else None)
+            if got is not None:
+                return got
+        return self.store.keyword_search(query, depth, self.config.field_weights, where=where)
 
     def _resolve_doc_ids(self, f: Filters) -> tuple[str, ...] | None:
         """Doc-id restriction from the id and path-prefix filters: None = unrestricted, () = nothing."""
