@@ -155,7 +155,7 @@ def ingest_corpus(settings, folder: Path, progress: bool = True) -> dict:
             elif kind in ("stored", "failed"):
                 bar.advance(task)
 
-        report = build_ingestor(settings, on_event=on_event).ingest([folder])
+        report = build_ingestor(settings, on_event=on_event).ingest([folder], exclude=settings.ingest.exclude)
     return report.to_dict()
 
 
