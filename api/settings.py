@@ -53,7 +53,7 @@ class RetrievalSettings(BaseModel):
         "auto", description="keyword search: auto = an in-memory BM25 index (saved in DATA_DIR/keyword-index) once "
         "the registry holds keyword_index_min_chunks chunks, FTS5 below; memory = always the index; fts5 = never. "
         "FTS5 answers while the index is stale (docs/decisions/0004-keyword-index.md)")
-    keyword_index_min_chunks: int = Field(20_000, ge=0, description="registry size from which auto builds the index")
+    keyword_index_min_chunks: int = Field(5_000, ge=0, description="registry size from which auto builds the index")
 
 
 class LLMSettings(BaseModel):

@@ -293,7 +293,7 @@ class KeywordAccelerator:
 
     def __init__(self, store: SqliteStore, folder: Path | None = None,
                  weights: tuple[float, float, float] = (1.0, 1.0, 1.0), mode: Mode = "auto",
-                 min_chunks: int = 20_000, sync_max_chunks: int = SYNC_BUILD_MAX_CHUNKS) -> None:
+                 min_chunks: int = 5_000, sync_max_chunks: int = SYNC_BUILD_MAX_CHUNKS) -> None:
         if mode not in ("auto", "memory", "fts5"):
             raise ConfigError(f"keyword index mode must be auto, memory or fts5, got {mode!r}")
         if min_chunks < 0 or sync_max_chunks < 0:

@@ -414,7 +414,7 @@ def test_settings_pick_the_backend(office_kb, monkeypatch):
     assert (r.keyword_index.mode, r.keyword_index.folder, r.keyword_index.weights) == ("memory", folder, (2.0, 1.0, 1.0))
     assert r.search("wifi password", ANON, top_k=3, mode="keyword").hits and r.keyword_index.served == {"memory": 1}
     monkeypatch.delenv("LORE_RETRIEVAL__KEYWORD_INDEX")
-    assert Settings().retrieval.keyword_index == "auto" and Settings().retrieval.keyword_index_min_chunks == 20_000
+    assert Settings().retrieval.keyword_index == "auto" and Settings().retrieval.keyword_index_min_chunks == 5_000
 
 
 def test_a_term_fts5_splits_into_a_phrase_is_left_to_fts5(office_kb, monkeypatch):
