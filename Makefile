@@ -44,6 +44,14 @@ demo: install
 	$(PY) samples/build.py --check
 	$(VENV)/bin/lore ingest samples/acme --data-dir .lore/demo
 	$(VENV)/bin/lore docs --data-dir .lore/demo
+	@echo; echo "== Lore answers (offline extractive answerer; every quote is verified against its passage)"
+	$(VENV)/bin/lore ask "How many PTO hours can I carry over into next year?" --data-dir .lore/demo
+	$(VENV)/bin/lore ask "what's the rate limit on the payments api?" --data-dir .lore/demo
+	$(VENV)/bin/lore ask "what is the salary band for a senior engineer in Lisbon?" --user ana --groups hr --data-dir .lore/demo
+	@echo; echo "== The same question without HR's permission: Lore never cites what you may not read"
+	$(VENV)/bin/lore ask "what is the salary band for a senior engineer in Lisbon?" --data-dir .lore/demo
+	@echo; echo "== Not in the knowledge base: Lore says so and lists the closest sources"
+	$(VENV)/bin/lore ask "what is our parental leave policy?" --data-dir .lore/demo
 
 test: install
 	$(PY) samples/build.py --check

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -26,9 +27,15 @@ EXIT_PARTIAL = 3  # some files could not be ingested; the rest were
 
 def _settings(data_dir: Optional[Path]) -> Settings:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         s = Settings()
+    except SettingsError as exc:  # a complex value (a list or a section) that is not valid JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"LORE_{field.group(1).upper()}" if field else "a LORE_ variable"
+        _fail(ConfigError(f"invalid setting {name}{'__*' if field else ''}: list values are JSON, e.g. "
+                          "LORE_INGEST__EXCLUDE='[\"SOURCES.md\"]', LORE_DEFAULT_ACL='[\"group:staff\"]'"))
     except ValidationError as exc:
         bad = "; ".join(f"LORE_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
         _fail(ConfigError(f"invalid setting {bad}"))

@@ -56,6 +56,12 @@ class RetrievalSettings(BaseModel):
     keyword_index_min_chunks: int = Field(5_000, ge=0, description="registry size from which auto builds the index")
 
 
+class AnswerSettings(BaseModel):
+    threshold: float = Field(0.61, ge=-1.0, le=2.0, description="offline answerer: evidence scoring below this "
+                             "abstains (no_evidence); calibrate with `lore eval calibrate`")
+    top_k: int = Field(8, ge=1, le=50, description="passages retrieved per question")
+
+
 class LLMSettings(BaseModel):
     """An OpenAI-compatible chat model (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server).
     On when base_url and model are both set; otherwise answers are extractive and offline."""
@@ -106,6 +112,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     llm: LLMSettings = LLMSettings()
+    answer: AnswerSettings = AnswerSettings()
 
     @field_validator("default_acl")
     @classmethod

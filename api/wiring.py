@@ -80,8 +80,10 @@ def build_llm(s: Settings):
 
 
 def build_assistant(s: Settings):
+    from assistant.extractive import ExtractiveConfig
     from assistant.service import Assistant
 
     embedder = build_embedder(s)
-    return Assistant(build_retriever(s, embedder=embedder), embedder, llm=build_llm(s),
+    return Assistant(build_retriever(s, embedder=embedder), embedder, llm=build_llm(s), top_k=s.answer.top_k,
+                     config=ExtractiveConfig(threshold=s.answer.threshold),
                      prompt_version=s.llm.prompt_version, llm_passages=s.llm.passages, condense=s.llm.condense)

@@ -111,3 +111,21 @@ def test_calibrate_pairs_datasets_with_corpora(tmp_path):
     ds = _write(tmp_path / "qa.jsonl", QA)
     r = runner.invoke(app, ["eval", "calibrate", "--dataset", str(ds), "--dataset", str(ds), "--corpus", str(SAMPLES)])
     assert r.exit_code == 2 and "one --corpus per --dataset" in r.output
+
+
+def test_answer_threshold_setting_reaches_the_answerer(monkeypatch, tmp_path):
+    from api.settings import Settings
+    from api.wiring import build_assistant
+
+    monkeypatch.setenv("LORE_ANSWER__THRESHOLD", "0.25")
+    assert build_assistant(Settings(data_dir=tmp_path)).config.threshold == 0.25
+    monkeypatch.setenv("LORE_ANSWER__THRESHOLD", "high")
+    r = runner.invoke(app, ["ask", "anything?", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "LORE_ANSWER__THRESHOLD" in r.output.replace("answer.threshold", "LORE_ANSWER__THRESHOLD")
+
+
+def test_a_list_setting_that_is_not_json_is_named_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("LORE_INGEST__EXCLUDE", "SOURCES.md")
+    r = runner.invoke(app, ["ingest", str(SAMPLES), "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "LORE_INGEST__" in r.output and "JSON" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "lore.db").exists()
