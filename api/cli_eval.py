@@ -93,7 +93,7 @@ def calibrate(dataset: list[Path] = typer.Option(..., "--dataset", help=_DATASET
               corpus: Optional[list[Path]] = typer.Option(None, "--corpus", help=_CORPUS_HELP + "; one per --dataset, "
                                                           "in the same order"),
               data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="knowledge base or eval cache (one dataset only)"),
-              max_abstain: float = typer.Option(0.10, "--max-answerable-abstain", min=0.0, max=1.0,
+              max_abstain: float = typer.Option(0.05, "--max-answerable-abstain", min=0.0, max=1.0,
                                                 help="largest share of answerable questions allowed to abstain"),
               as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Choose the abstention threshold of the offline answerer from dev sets' confidences."""

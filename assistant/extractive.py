@@ -44,14 +44,15 @@ class Scored:
 @dataclass(frozen=True, slots=True)
 class ExtractiveConfig:
     passages: int = 4  # top hits whose sentences are candidates
-    max_sentences: int = 5  # and at most MAX_WORDS words in all
+    max_sentences: int = 6  # and at most MAX_WORDS words in all
     semantic_weight: float = 0.55
     lexical_weight: float = 0.30
     prior_weight: float = 0.25
-    keep_ratio: float = 0.70  # further sentences must score within this share of the best
-    threshold: float = 0.61  # calibrated on the dev sets: `lore eval calibrate` (docs/benchmarks.md)
+    keep_ratio: float = 0.65  # further sentences must score within this share of the best
+    threshold: float = 0.58  # calibrated on the dev sets: `lore eval calibrate` (docs/benchmarks.md)
     idf_lexical: bool = True  # weigh question terms by their rarity among the candidate sentences
-    number_boost: float = 0.05  # added when the question asks how long/many/much... and the unit has a figure
+    number_boost: float = 0.08  # added when the question asks how long/many/much... and the unit has a figure
+    intent_boost: float = 0.1  # added when the question asks why/how it was fixed and the unit gives a cause/fix
     coverage_weight: float = 0.1  # selection: reward for question terms the answer does not cover yet
     figure_penalty: float = 0.1  # confidence lost when a how-many question's best evidence has no figure
     extend_next: bool = True  # quote the next sentence too when it holds the figure the question asks for
@@ -70,6 +71,23 @@ _QUANTITY = re.compile(r"\b(how (long|many|much|often|soon|fast|quickly|big|larg
                        r"deadline|minimum|maximum|max|min|limit|cost|price|rate)\b", re.I)
 _FIGURE = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|"
                      r"hundred|thousand|million|half|quarter|daily|weekly|monthly|annually|yearly)\b", re.I)
+
+
+# Other answer types a question asks for, and the words a sentence that gives that answer tends to use.
+_INTENTS = (
+    (re.compile(r"\b(why|root cause|what caused|cause of|caused by|what went wrong|what happened|how did .{0,40}"
+                r"(end up|happen|break|fail)|reason)\b", re.I),
+     re.compile(r"\b(because|due to|caused|causing|root cause|result of|as a result|led to|lead to|triggered|"
+                r"resulted in|bug|misconfigur\w*|expired|broke|failed|failure)\b", re.I)),
+    (re.compile(r"\b(fix(ed)?|resolved?|mitigat\w*|workaround|recover\w*|what did (they|we|you) do)\b", re.I),
+     re.compile(r"\b(fix\w*|resolv\w*|mitigat\w*|roll(ed)? back|revert\w*|restor\w*|increas\w*|replac\w*|"
+                r"upgrad\w*|switch\w*|moved|migrat\w*)\b", re.I)),
+)
+
+
+def intent_match(question: str, text: str) -> bool:
+    """The question asks why / how it was fixed, and the sentence gives a cause / a fix."""
+    return any(q.search(question) and a.search(text) for q, a in _INTENTS)
 
 
 def asks_quantity(question: str) -> bool:
@@ -116,6 +134,8 @@ def score_units(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: Ext
         total = cfg.semantic_weight * float(s) + cfg.lexical_weight * lex + cfg.prior_weight * prior
         if quantity and has_figure(u.text):
             total += cfg.number_boost
+        if cfg.intent_boost and intent_match(question, u.text):
+            total += cfg.intent_boost
         out.append(Scored(i, u, total, float(s), lex))
     out.sort(key=lambda x: -x.score)
     return out

@@ -25,7 +25,9 @@ Metrics (answerable questions unless said otherwise):
 
 `--calibrate` answers every question once with the abstention threshold off, then sweeps the threshold
 over the confidences seen and recommends the one that abstains on the most unanswerable questions while
-abstaining on at most 10% of answerable ones (ties: the lower threshold). Calibrate on a dev set only.
+abstaining on at most 5% of answerable ones (ties: the lower threshold). The issue allows 10% on unseen
+questions; 5% leaves a margin because scores on the dev set the answerer was tuned on are optimistic
+(docs/benchmarks.md). Calibrate on dev sets only.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from evals.retrieval_eval import _progress, ingest_corpus, json_lines  # noqa: E
 from ingest.errors import ConfigError  # noqa: E402
 
 FIELDS = {"id": str, "question": str, "answerable": bool, "gold_docs": list, "must_contain": list}
-MAX_ANSWERABLE_ABSTAIN = 0.10
+MAX_ANSWERABLE_ABSTAIN = 0.05  # the issue allows 10% on unseen questions; dev-tuned scores are optimistic
 _WS = re.compile(r"\s+")
 
 
