@@ -1,7 +1,7 @@
 """Query latency of `Retriever.search` against a bare Chroma query on the same data, in one run (issue 3).
 
 Usage: python evals/bench_search.py [--chunks N] [--queries N] [--scale scifact|synthetic|both]
-                                    [--data-dir DIR] [--json]
+                                    [--keyword-index auto|memory|fts5] [--data-dir DIR] [--json]
 
 Two scales, each measured with permission filters on (a principal with a few groups), top_k=10 and
 the default hybrid mode, after a warm-up:
@@ -18,7 +18,9 @@ the default hybrid mode, after a warm-up:
   1-3 of 400 groups (skewed sizes) and sometimes a user.
 
 Built stores are cached under the data dir (default `.lore-bench/` under the current directory) and reused
-when their manifest matches. Per query the script times `Retriever.search` (wall, query embedding included),
+when their manifest matches. Before timing, the in-memory keyword index is loaded or built
+(`KeywordAccelerator.prepare`; it is saved in the store's `keyword-index/`), as the settings or
+--keyword-index say; the report names the backend that answered the measured keyword searches. Per query the script times `Retriever.search` (wall, query embedding included),
 then `ChromaChunkStore.query(vec, 10, where=None)` with the same precomputed query vector (the bare baseline),
 then the same with the ACL `where`. It reports p50/p95 and per-stage medians from `SearchResult.timings_ms`
 (embed, dense, keyword, fuse; fuse split into hydrate and collapse). With --json the last stdout line is one
@@ -336,7 +338,8 @@ def _instrument():
     return split
 
 
-def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], label: str) -> dict:
+def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], label: str,
+            keyword_index: str | None = None) -> dict:
     from api.wiring import build_retriever
     from ingest.pipeline import DEFAULT_ACL_MARK
     from retriever.filters import Access, chroma_where
@@ -344,7 +347,12 @@ def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], l
 
     console = _console()
     s = _settings(folder, models)
+    if keyword_index:
+        s.retrieval.keyword_index = keyword_index
     retriever = build_retriever(s)
+    t0 = time.perf_counter()
+    retriever.keyword_index.prepare()  # load the saved index or build it: not part of any query's time
+    ready_s = time.perf_counter() - t0
     principal = Principal(PRINCIPAL_USER, PRINCIPAL_GROUPS)
     access = Access.for_principal(principal, retriever.default_acl)
     acl_where = chroma_where(access, Filters(), None)
@@ -359,6 +367,7 @@ def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], l
         retriever.search(q, principal, top_k=TOP_K)
         vectors.query(retriever.embedder.embed_query(q), TOP_K)
     qvecs = retriever.embedder.embed_documents(queries)  # the bare baseline gets its vectors for free
+    served_before = dict(retriever.keyword_index.served)
     wall, bare, bare_acl, hits = [], [], [], []
     stages: dict[str, list[float]] = {}
     with _progress() as bar:
@@ -378,6 +387,8 @@ def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], l
             bare_acl.append((time.perf_counter() - t0) * 1000)
             bar.advance(task)
     p50, bare_p50 = _pct(wall, 0.5), _pct(bare, 0.5)
+    served = {k: v - served_before.get(k, 0) for k, v in retriever.keyword_index.served.items()
+              if v - served_before.get(k, 0)}
     stage_order = ["embed", "dense", "keyword", "fuse", "hydrate", "collapse", "total"]
     return {
         "scale": label, "chunks": chunks, "docs": docs, "queries": len(queries), "top_k": TOP_K, "mode": "hybrid",
@@ -391,6 +402,8 @@ def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], l
         "mean_hits": round(statistics.fmean(hits), 2),
         "principal": {"user": PRINCIPAL_USER, "groups": list(PRINCIPAL_GROUPS), "tokens": list(access.tokens)},
         "embedder": retriever.embedder.model_id, "depth": retriever.config.depth,
+        "keyword_backend": "+".join(sorted(served)) or "none", "keyword_served": served,
+        "keyword_index_mode": s.retrieval.keyword_index, "keyword_index_ready_s": round(ready_s, 2),
         "targets_met": p50 <= TARGET_P50_MS and _pct(wall, 0.95) <= TARGET_P95_MS,
         "data_dir": str(folder),
     }
@@ -404,6 +417,8 @@ def _report(r: dict) -> None:
                   f"(targets {TARGET_P50_MS:.0f} / {TARGET_P95_MS:.0f} ms: {'met' if r['targets_met'] else 'MISSED'})")
     console.print(f"  bare     p50 {r['bare_p50_ms']:8.2f} ms   p95 {r['bare_p95_ms']:8.2f} ms   ratio {r['ratio_p50']}x")
     console.print(f"  bare+acl p50 {r['bare_acl_p50_ms']:8.2f} ms   p95 {r['bare_acl_p95_ms']:8.2f} ms")
+    console.print(f"  keyword backend {r['keyword_backend']} (mode {r['keyword_index_mode']}, index ready in "
+                  f"{r['keyword_index_ready_s']} s)")
     console.print("  stages p50 " + ", ".join(f"{k} {v}" for k, v in r["stages_p50_ms"].items()))
     console.print("  stages p95 " + ", ".join(f"{k} {v}" for k, v in r["stages_p95_ms"].items()))
 
@@ -416,6 +431,8 @@ def main() -> int:
     ap.add_argument("--scale", choices=["scifact", "synthetic", "both"], default="both")
     ap.add_argument("--data-dir", type=Path, default=Path(".lore-bench"), help="where built stores are cached")
     ap.add_argument("--beir", type=Path, default=BEIR, help="SciFact in BEIR layout (corpus, queries, vocabulary)")
+    ap.add_argument("--keyword-index", choices=["auto", "memory", "fts5"], default=None,
+                    help="keyword backend (default: the settings', LORE_RETRIEVAL__KEYWORD_INDEX)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     args = ap.parse_args()
     if args.chunks < CHUNKS_PER_DOC or args.queries < 1:
@@ -434,11 +451,12 @@ def main() -> int:
     queries, warmup = texts[:args.queries], texts[args.queries:]
     results: dict[str, dict] = {}
     if args.scale in ("scifact", "both"):
-        results["scifact"] = measure(build_scifact(root, args.beir, models), models, queries, warmup, "scifact")
+        results["scifact"] = measure(build_scifact(root, args.beir, models), models, queries, warmup, "scifact",
+                                     args.keyword_index)
         _report(results["scifact"])
     if args.scale in ("synthetic", "both"):
         folder = build_synthetic(root, args.chunks, args.beir, models)
-        results["synthetic"] = measure(folder, models, queries, warmup, "synthetic")
+        results["synthetic"] = measure(folder, models, queries, warmup, "synthetic", args.keyword_index)
         _report(results["synthetic"])
     out = dict(results.get("synthetic") or results["scifact"])
     if "scifact" in results:

@@ -44,12 +44,14 @@ _TOKENS: dict[str, tuple[str, ...]] = {}  # surface word -> FTS5 tokens, shared 
 
 def _tokens(words: Sequence[str]) -> list[tuple[str, ...]]:
     """FTS5's tokens for each word, asked of SQLite once per distinct word."""
-    new = [w for w in dict.fromkeys(words) if w not in _TOKENS]
+    known = {w: t for w in words if (t := _TOKENS.get(w)) is not None}
+    new = [w for w in dict.fromkeys(words) if w not in known]
     if new:
-        if len(_TOKENS) > 2_000_000:
+        if len(_TOKENS) > 2_000_000:  # a bound for long-lived processes; other threads keep their `known`
             _TOKENS.clear()
-        _TOKENS.update(zip(new, fts_tokens(new)))
-    return [_TOKENS[w] for w in words]
+        known.update(zip(new, fts_tokens(new)))
+        _TOKENS.update((w, known[w]) for w in new)
+    return [known[w] for w in words]
 
 
 def _words(text: str) -> list[str]:
@@ -261,18 +263,14 @@ class KeywordIndex:
                 tids.append(t)  # twice if two query words share a stem: FTS5 scores each phrase
         if not tids or not self.n:
             return []
-        acc = np.zeros(self.n, np.float64)
-        for t in tids:
-            s, e = self.indptr[t], self.indptr[t + 1]
-            acc[self.indices[s:e]] += self.scores[s:e]
+        spans = [slice(self.indptr[t], self.indptr[t + 1]) for t in tids]
+        rows = np.concatenate([self.indices[s] for s in spans])
+        acc = np.bincount(rows, np.concatenate([self.scores[s] for s in spans]), self.n)
         if self._zero_weight:
-            hit = np.zeros(self.n, bool)
-            for t in tids:
-                hit[self.indices[self.indptr[t]:self.indptr[t + 1]]] = True
-            cand = np.flatnonzero(hit & allowed)
+            cand = np.flatnonzero((np.bincount(rows, minlength=self.n) > 0) & allowed)
         else:
-            cand = np.flatnonzero(acc)  # every matching row scores > 0 (IDF >= 1e-6)
-            cand = cand[allowed[cand]]  # the mask comes before the top k: only allowed chunks compete
+            acc *= allowed  # the mask comes before the top k: a forbidden chunk scores 0 and never competes
+            cand = np.flatnonzero(acc)  # every allowed matching row scores > 0 (IDF >= 1e-6)
         if len(cand) > k:
             cand = cand[np.argpartition(-acc[cand], k - 1)[:k]]
         cand = cand[np.lexsort((cand, -acc[cand]))]
@@ -305,7 +303,7 @@ class KeywordAccelerator:
         self._index: KeywordIndex | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._skip: set[int] = set()  # generations not to index: below min_chunks in auto mode, or a failed build
+        self._skip: int | None = None  # a generation not to index: below min_chunks in auto mode, or a failed build
 
     def search(self, query: str, k: int, access: Access,
                where: tuple[str, list] | None = None) -> list[tuple[str, float]] | None:
@@ -343,13 +341,13 @@ class KeywordAccelerator:
             idx = self._index
             if idx is not None and idx.generation == gen and idx.store_id == self.store.store_id:
                 return idx
-            if gen in self._skip:
+            if gen == self._skip:
                 return None
             busy = self._thread is not None and self._thread.is_alive()
             if not busy:
                 n = self.store.counts()[1]
                 if self.mode == "auto" and n < self.min_chunks:
-                    self._skip.add(gen)
+                    self._skip = gen
                     return None
                 if (idx := self._load(gen)) is not None:
                     self._index = idx
@@ -370,7 +368,7 @@ class KeywordAccelerator:
             idx = KeywordIndex.build(self.store, self.weights)
         except Exception:  # an accelerator must never break search: FTS5 answers instead
             log.exception("keyword index build failed at generation %d; searches use FTS5", gen)
-            self._skip.add(gen)
+            self._skip = gen
             return
         if self._index is None or self._index.generation <= idx.generation:
             self._index = idx

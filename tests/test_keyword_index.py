@@ -425,3 +425,21 @@ def test_a_term_fts5_splits_into_a_phrase_is_left_to_fts5(office_kb, monkeypatch
     res = r.search("wifipassword", ANON, top_k=5, mode="keyword")
     assert acc.served == {"fts5": 1}
     assert [h.chunk.id for h in res.hits] == [c for c, _ in ing.store.keyword_search("wifipassword", 5)]
+
+
+def test_a_failed_build_leaves_fts5_answering_without_retrying_each_search(office_kb, monkeypatch, caplog):
+    ing, _, folder = office_kb
+    calls = []
+
+    def broken(cls, *a, **kw):
+        calls.append(1)
+        raise MemoryError("no room for the postings")
+
+    monkeypatch.setattr(KeywordIndex, "build", classmethod(broken))
+    acc = KeywordAccelerator(ing.store, folder, mode="memory")
+    r = Retriever(ing.store, ing.vectors, ing.embedder, keyword_index=acc)
+    q = "wifi password guest network"
+    want = [c for c, _ in ing.store.keyword_search(q, 5)]
+    for _ in range(3):
+        assert [h.chunk.id for h in r.search(q, ANON, top_k=5, mode="keyword").hits] == want
+    assert calls == [1] and acc.served == {"fts5": 3} and "build failed" in caplog.text
