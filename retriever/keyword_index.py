@@ -8,6 +8,7 @@ permissions and filters as a mask before choosing the top k.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -40,6 +41,14 @@ BITSET_SHARE = 1 / 64  # ACL tokens granting at least this share of chunks get a
 SYNC_BUILD_MAX_CHUNKS = 5_000  # rebuilt inside the search up to this size (about 0.5 s), larger in the background
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits: unicode61's token characters, as ingest/keywords.py splits
 _TOKENS: dict[str, tuple[str, ...]] = {}  # surface word -> FTS5 tokens, shared by every index in the process
+_BUILDS: list[threading.Thread] = []  # background builds of this process
+
+
+@atexit.register
+def _finish_builds() -> None:
+    """A process that started a build (the CLI's one search) saves it before exiting: the next one loads it."""
+    for t in _BUILDS:
+        t.join(timeout=600)
 
 
 def _tokens(words: Sequence[str]) -> list[tuple[str, ...]]:
@@ -133,25 +142,31 @@ class KeywordIndex:
         toks = _tokens(words)
         term_of: dict[str, int] = {}
         wlen = np.fromiter((len(t) for t in toks), np.int64, len(toks))
-        wflat = np.fromiter((term_of.setdefault(x, len(term_of)) for t in toks for x in t), np.int64, int(wlen.sum()))
+        wflat = np.fromiter((term_of.setdefault(x, len(term_of)) for t in toks for x in t), np.int32, int(wlen.sum()))
         wstart = np.cumsum(wlen) - wlen
+        simple = bool(np.all(wlen == 1))  # the usual case: every word is one token
         rows, cols, vals = [], [], []
         dl = np.zeros(n, np.float64)
         for f, w in enumerate(weights):
             occ_w = _np(occ[f])
             chunk = np.repeat(np.arange(n, dtype=np.int32), _np(lens[f]))
-            reps = wlen[occ_w]  # a word may be several FTS5 tokens (or none)
-            chunk = np.repeat(chunk, reps)
-            first = np.repeat(wstart[occ_w], reps)
-            term = wflat[first + np.arange(len(first)) - np.repeat(np.cumsum(reps) - reps, reps)]
+            if simple:
+                term = wflat[occ_w]
+            else:  # a word may be several FTS5 tokens (or none)
+                reps = wlen[occ_w]
+                chunk = np.repeat(chunk, reps)
+                first = np.repeat(wstart[occ_w], reps)
+                term = wflat[first + np.arange(len(first)) - np.repeat(np.cumsum(reps) - reps, reps)]
+            occ[f] = lens[f] = array("i")
             dl += np.bincount(chunk, minlength=n)  # FTS5's row length counts every column, unweighted
-            rows.append(term.astype(np.int32))
+            rows.append(term)
             cols.append(chunk)
             vals.append(np.full(len(term), w, np.float32))
-        del occ
+        coo = [np.concatenate(x) for x in (vals, rows, cols)]
+        del rows, cols, vals
         nterms = len(term_of)
-        m = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                              shape=(nterms, n))
+        m = sparse.csr_matrix((coo[0], (coo[1], coo[2])), shape=(nterms, n))
+        del coo
         m.sum_duplicates()
         df = np.diff(m.indptr)
         idf = np.log((n - df + 0.5) / (df + 0.5))
@@ -358,6 +373,7 @@ class KeywordAccelerator:
                     return idx if idx is not None and idx.generation == gen else None
                 self._thread = threading.Thread(target=self._build, args=(gen,), name="keyword-index", daemon=True)
                 self._thread.start()
+                _BUILDS[:] = [t for t in _BUILDS if t.is_alive()] + [self._thread]
             thread = self._thread
         if wait and thread is not None:
             thread.join()
@@ -389,7 +405,7 @@ class KeywordAccelerator:
             idx = KeywordIndex.load(path)
             if (idx.store_id, idx.generation, idx.weights) != (self.store.store_id, gen, self.weights):
                 raise ValueError("it belongs to another registry state")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # torn, truncated, altered, or of another format: never trusted
             log.warning("ignoring the saved keyword index %s (%s); rebuilding", path, exc)
             shutil.rmtree(path, ignore_errors=True)
             return None

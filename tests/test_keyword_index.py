@@ -332,6 +332,8 @@ CORRUPTIONS = {
     "garbage-manifest": lambda d: (d / "manifest.json").write_text("{\"format\": 1, \"files\""),
     "strings-changed": lambda d: (d / "strings.json").write_bytes((d / "strings.json").read_bytes().replace(b"wifi", b"wiff")),
     "array-swapped": lambda d: shutil.copy(d / "acl_ptr.npy", d / "indptr.npy"),
+    "empty-array": lambda d: (d / "chunk_doc.npy").write_bytes(b""),
+    "array-missing": lambda d: (d / "acl_pos.npy").unlink(),
 }
 
 
@@ -443,3 +445,43 @@ def test_a_failed_build_leaves_fts5_answering_without_retrying_each_search(offic
     for _ in range(3):
         assert [h.chunk.id for h in r.search(q, ANON, top_k=5, mode="keyword").hits] == want
     assert calls == [1] and acc.served == {"fts5": 3} and "build failed" in caplog.text
+
+
+def test_a_one_shot_process_saves_its_background_build_before_exiting(office_kb):
+    """As `lore search` does: one search answered by FTS5 while the index builds, then the process exits."""
+    import subprocess
+    import sys
+
+    ing, _, folder = office_kb
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from ingest.sqlite_store import SqliteStore\n"
+        "from retriever.filters import Access\n"
+        "from retriever.keyword_index import KeywordAccelerator\n"
+        "from retriever.types import Principal\n"
+        f"acc = KeywordAccelerator(SqliteStore({str(ing.store.path)!r}), Path({str(folder)!r}), mode='memory',"
+        " sync_max_chunks=0)\n"
+        "assert acc.search('wifi', 5, Access.for_principal(Principal(), ('public',))) is None\n"
+        "assert acc.served == {'fts5': 1}\n")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=root, timeout=120)
+    name = KeywordIndex.folder_name(ing.store.store_id, ing.store.generation(), (1.0, 1.0, 1.0))
+    assert [p.name for p in folder.iterdir()] == [name]
+    assert KeywordIndex.load(folder / name).n == ing.store.counts()[1]
+
+
+def test_words_of_several_or_no_tokens_are_expanded_in_the_postings(tmp_path, monkeypatch):
+    """No real word has been seen to differ, but the build follows whatever tokens SQLite gives a word."""
+    store = SqliteStore(tmp_path / "lore.db")
+    doc, chunks = one_doc("mix", "alpha zzsplitword zzdropped alpha")
+    store.replace_document(doc, chunks[0].text, chunks, "fp")
+    monkeypatch.setitem(ki._TOKENS, "zzsplitword", ("zzsplit", "zzword"))
+    monkeypatch.setitem(ki._TOKENS, "zzdropped", ())
+    idx = KeywordIndex.build(store)
+    df = dict(zip(idx.terms, np.diff(idx.indptr).tolist()))
+    assert df == {"mix": 1, "alpha": 1, "zzsplit": 1, "zzword": 1}  # title "Mix", section "Mix", body
+    everyone = np.ones(1, bool)
+    for q in ("alpha", "zzsplit", "zzword"):
+        assert [c for c, _ in idx.search(q, 5, everyone)] == [chunks[0].id]
+    # bm25 with N = 1: idf floored at 1e-6; tf 2 of alpha, row length 2 + 4 tokens = avgdl
+    assert idx.search("alpha", 1, everyone)[0][1] == pytest.approx(1e-6 * 2 * 2.2 / (2 + 1.2), rel=1e-6)
