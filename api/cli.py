@@ -67,7 +67,7 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
                                              "and a folder's .loreignore)"),
            as_json: bool = AsJson) -> None:
     """Ingest files and folders; unchanged files are skipped, removed or excluded ones deleted."""
-    from api.wiring import build_ingestor
+    from api.wiring import build_ingestor, refresh_keyword_index
 
     s = _settings(data_dir)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -84,8 +84,11 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
 
     try:
         with progress:
-            report = build_ingestor(s, on_event=on_event).ingest(paths, doc_type=doc_type, acl=acl,
-                                                                 exclude=[*s.ingest.exclude, *exclude])
+            ingestor = build_ingestor(s, on_event=on_event)
+            report = ingestor.ingest(paths, doc_type=doc_type, acl=acl, exclude=[*s.ingest.exclude, *exclude])
+            if report.added or report.updated or report.deleted:
+                progress.add_task("indexing keywords", total=None)
+                refresh_keyword_index(s, ingestor.store)
     except LoreError as exc:
         _fail(exc)
     summary = report.to_dict()

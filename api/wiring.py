@@ -49,8 +49,25 @@ def build_ingestor(s: Settings, on_event: Callable[[str, dict], None] | None = N
                     parse_workers=s.ingest.parse_workers, on_event=on_event)
 
 
-def build_retriever(s: Settings, embedder: Embedder | None = None, store: SqliteStore | None = None):
+def build_keyword_index(s: Settings, store: SqliteStore):
+    """The in-memory BM25 accelerator over the registry (docs/decisions/0004-keyword-index.md)."""
     from retriever.keyword_index import KeywordAccelerator
+
+    r = s.retrieval
+    return KeywordAccelerator(store, Path(s.data_dir) / "keyword-index", (r.title_weight, r.section_weight, 1.0),
+                              r.keyword_index, r.keyword_index_min_chunks)
+
+
+def refresh_keyword_index(s: Settings, store: SqliteStore) -> bool:
+    """After an ingest: build and save the keyword index now when searches would use it, so the first
+    search does not wait for it or fall back to FTS5. Returns whether an index was prepared."""
+    r = s.retrieval
+    if r.keyword_index == "fts5" or (r.keyword_index == "auto" and store.counts()[1] < r.keyword_index_min_chunks):
+        return False
+    return build_keyword_index(s, store).prepare() is not None
+
+
+def build_retriever(s: Settings, embedder: Embedder | None = None, store: SqliteStore | None = None):
     from retriever.rerank import CrossEncoderReranker
     from retriever.search import RetrievalConfig, Retriever
 
@@ -61,8 +78,7 @@ def build_retriever(s: Settings, embedder: Embedder | None = None, store: Sqlite
     config = RetrievalConfig(fusion=r.fusion, dense_weight=r.dense_weight, rrf_k=r.rrf_k, depth=r.depth,
                              field_weights=weights, dedup_threshold=r.dedup_threshold, rerank_depth=r.rerank_depth)
     reranker = CrossEncoderReranker(r.reranker) if r.reranker else None
-    keyword_index = KeywordAccelerator(store, Path(s.data_dir) / "keyword-index", weights, r.keyword_index,
-                                       r.keyword_index_min_chunks)
+    keyword_index = build_keyword_index(s, store)
     return Retriever(store, build_vectors(s, embedder), embedder, default_acl=tuple(s.default_acl), config=config,
                      reranker=reranker, keyword_index=keyword_index)
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import test_acl_property as tap
 import test_retriever as tr
-from conftest import ENTERPRISE_DIRS
+from conftest import ENTERPRISE_DIRS, SAMPLES
 from ingest.chroma_store import ChromaChunkStore
 from ingest.embedders import HashEmbedder
 from ingest.errors import ConfigError
@@ -485,3 +485,21 @@ def test_words_of_several_or_no_tokens_are_expanded_in_the_postings(tmp_path, mo
         assert [c for c, _ in idx.search(q, 5, everyone)] == [chunks[0].id]
     # bm25 with N = 1: idf floored at 1e-6; tf 2 of alpha, row length 2 + 4 tokens = avgdl
     assert idx.search("alpha", 1, everyone)[0][1] == pytest.approx(1e-6 * 2 * 2.2 / (2 + 1.2), rel=1e-6)
+
+
+def test_lore_ingest_saves_the_keyword_index_when_searches_would_use_it(tmp_path, monkeypatch):
+    """After `lore ingest` the first search loads a saved index instead of building one or asking FTS5."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from ingest.sqlite_store import SqliteStore
+
+    runner = CliRunner()
+    monkeypatch.setenv("LORE_RETRIEVAL__KEYWORD_INDEX", "fts5")
+    assert runner.invoke(app, ["ingest", str(SAMPLES), "--data-dir", str(tmp_path / "a")]).exit_code == 0
+    assert not list((tmp_path / "a" / "keyword-index").glob("*-g*"))  # fts5 only: nothing built
+    monkeypatch.setenv("LORE_RETRIEVAL__KEYWORD_INDEX", "memory")
+    assert runner.invoke(app, ["ingest", str(SAMPLES), "--data-dir", str(tmp_path / "b")]).exit_code == 0
+    store = SqliteStore(tmp_path / "b" / "lore.db")
+    saved = [p.name for p in (tmp_path / "b" / "keyword-index").glob("*-g*")]
+    assert len(saved) == 1 and f"-g{store.generation()}-" in saved[0]
