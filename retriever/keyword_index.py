@@ -93,6 +93,7 @@ class KeywordIndex:
         self.doc_pos = {d: i for i, d in enumerate(self.doc_ids)}  # position len(doc_ids): chunks without a row
         self._bits: dict[str, np.ndarray] = {}
         self._lists: dict[str, np.ndarray] = {}
+        self._chunk_pos: dict[str, int] | None = None  # built on first use by the dense search's check
         for i, tok in enumerate(self.acl_tokens):
             pos = self.acl_pos[self.acl_ptr[i]:self.acl_ptr[i + 1]]
             if len(pos) >= BITSET_SHARE * n:
@@ -250,6 +251,13 @@ class KeywordIndex:
         return cls(meta, arrays, json.loads(blob))
 
     # -- searching -----------------------------------------------------------------------------------
+    def positions(self, chunk_ids: Sequence[str]) -> np.ndarray:
+        """Index positions of chunk ids; -1 for an id this generation does not hold (superseded, deleted)."""
+        if self._chunk_pos is None:
+            self._chunk_pos = {c: i for i, c in enumerate(self.chunk_ids)}
+        get = self._chunk_pos.get
+        return np.fromiter((get(c, -1) for c in chunk_ids), dtype=np.int64, count=len(chunk_ids))
+
     def permitted(self, access: Access, doc_ids: Sequence[str] | None = None) -> np.ndarray:
         """Chunk mask: readable through one of the principal's tokens and, if given, in one of `doc_ids`."""
         mask = np.zeros(self.n, bool)

@@ -125,10 +125,11 @@ class Retriever:
         """
         where = sql_where(access, f, doc_ids)
         if doc_ids is None:
+            readable = self._readable_check(access, f, where)
             n = min(OVERFETCH * depth, MAX_OVERFETCH)
             for _ in range(2):
                 got = self.vectors.query(vec, n, where=None)
-                ok = self.store.permitted_chunks([c for c, _ in got], where)
+                ok = readable([c for c, _ in got])
                 dense = [(c, s) for c, s in got if c in ok]
                 if len(dense) >= depth or len(got) < n:
                     return dense[:depth]
@@ -146,6 +147,21 @@ class Retriever:
             if len(got) < n or len(dense) >= depth or n >= 16 * depth:
                 return dense[:depth]
             n *= 4
+
+    def _readable_check(self, access: Access, f: Filters, where: tuple[str, list]):
+        """ids -> the current, permitted, matching ones. With no filter beyond permissions and a current
+        keyword index this is a lookup in the index's permission mask (the same rule, FILTERS.md);
+        otherwise one SQL query over the registry."""
+        narrowed = f.doc_types or f.updated_after or f.updated_before or f.metadata or f.doc_ids or f.path_prefix
+        idx = self.keyword_index.current() if self.keyword_index is not None and not narrowed else None
+        if idx is None:
+            return lambda ids: self.store.permitted_chunks(ids, where)
+        allowed = idx.permitted(access)
+
+        def check(ids: list[str]) -> set[str]:
+            pos = idx.positions(ids)
+            return {c for c, p in zip(ids, pos) if p >= 0 and allowed[p]}
+        return check
 
     def _keyword(self, query: str, depth: int, access: Access, f: Filters, doc_ids) -> list[tuple[str, float]]:
         """BM25 over permitted, matching chunks: the in-memory index while it is current, else FTS5.

@@ -38,7 +38,8 @@ from test_acl_property import (test_search_returns_exactly_the_readable_matching
                                test_top_k_is_filled_from_readable_documents_even_with_shallow_searches, world)
 from test_retriever import (crowded, kb, office, reachable, test_acl_change_on_reingest_revokes_access,  # noqa: F401
                             test_acl_restricted_document_only_for_its_group, test_deleted_documents_never_come_back,
-                            test_default_acl_applies_to_unlabelled_documents_at_search_time, test_filter,
+                            test_default_acl_applies_to_unlabelled_documents_at_search_time,
+                            test_dense_strategies_return_the_same_permitted_top_k, test_filter,
                             test_filters_never_widen_permissions, test_metadata_type_mismatch_does_not_starve_top_k,
                             test_only_the_newest_version_is_returned,
                             test_top_k_filled_when_most_top_scoring_passages_are_forbidden)
@@ -503,3 +504,26 @@ def test_lore_ingest_saves_the_keyword_index_when_searches_would_use_it(tmp_path
     store = SqliteStore(tmp_path / "b" / "lore.db")
     saved = [p.name for p in (tmp_path / "b" / "keyword-index").glob("*-g*")]
     assert len(saved) == 1 and f"-g{store.generation()}-" in saved[0]
+
+
+def test_dense_check_uses_the_index_mask_not_sql_when_only_permissions_apply(crowded, monkeypatch):
+    """With a current index, the dense over-fetch is checked against its permission mask; a filter sends
+    it back to SQL. Both give what the SQL check gives."""
+    ing, root, forbidden = crowded
+    q = "quarterly Aurora budget forecast"
+    sql = Retriever(ing.store, ing.vectors, ing.embedder)
+    mem = memory_retriever(ing.store, ing.vectors, ing.embedder)
+    mem.keyword_index.prepare()
+    calls = []
+    real = ing.store.permitted_chunks
+    monkeypatch.setattr(ing.store, "permitted_chunks", lambda ids, where=None: calls.append(1) or real(ids, where))
+    for p in (ANON, tr.ENG, Principal("fin", ("finance",))):
+        assert ([h.chunk.id for h in mem.search(q, p, top_k=5, mode="dense").hits]
+                == [h.chunk.id for h in sql.search(q, p, top_k=5, mode="dense").hits])
+    n_sql = len(calls)
+    calls.clear()
+    for p in (ANON, tr.ENG, Principal("fin", ("finance",))):
+        mem.search(q, p, top_k=5, mode="dense")
+    assert calls == [] and n_sql > 0
+    mem.search(q, ANON, Filters(doc_types=("other",)), top_k=5, mode="dense")
+    assert calls  # a filter beyond permissions: the registry decides
