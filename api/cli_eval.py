@@ -17,6 +17,10 @@ def retrieval(beir: Path = typer.Option(..., "--beir", help="BEIR dataset folder
               split: str = typer.Option("test", "--split", help="judgments to score: test (report) or train (tune)"),
               data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="ingest cache, reused across runs "
                                                       "(default: ./.lore-eval/<dataset>; never your knowledge base)"),
+              top_k: int = typer.Option(100, "--top-k", min=1, help="passages asked of each search (recall@100 "
+                                        "needs 100; 10 measures what an answer sees)"),
+              modes: Optional[list[str]] = typer.Option(None, "--mode", help="hybrid, dense or keyword (repeatable; "
+                                                        "default all three)"),
               as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Ingest a BEIR corpus and score hybrid, dense and keyword search: nDCG@10, recall@10/100, MRR@10."""
     from api.cli import _fail, _settings, out
@@ -25,7 +29,7 @@ def retrieval(beir: Path = typer.Option(..., "--beir", help="BEIR dataset folder
 
     s = _settings(None)  # LORE_* retrieval and embedding settings apply; the data dir is the eval cache
     try:
-        res = run_beir(beir, split, data_dir, settings=s, progress=True)
+        res = run_beir(beir, split, data_dir, settings=s, progress=True, modes=tuple(modes or MODES), top_k=top_k)
     except LoreError as exc:
         _fail(exc)
     if as_json:
@@ -36,7 +40,7 @@ def retrieval(beir: Path = typer.Option(..., "--beir", help="BEIR dataset folder
     from rich.table import Table
 
     table = Table("mode", *METRICS, "ms/query", box=None)
-    for mode in MODES:
+    for mode in modes or MODES:
         table.add_row(mode, *(f"{res[mode][m]:.4f}" for m in METRICS), f"{res['query_ms'][mode]:.1f}")
     out.print(table)
 

@@ -189,12 +189,14 @@ def evaluate(qrels: dict, run: dict) -> dict[str, float]:
 
 
 def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | None = None, settings=None,
-             progress: bool = True, modes: tuple[str, ...] = MODES) -> dict:
+             progress: bool = True, modes: tuple[str, ...] = MODES, top_k: int = TOP_K) -> dict:
     """Ingest a BEIR corpus with Lore and score its judged queries in each search mode."""
     from api.settings import Settings
     from api.wiring import build_retriever
     from retriever.types import Principal
 
+    if top_k < 1:
+        raise ConfigError(f"top_k must be at least 1, got {top_k}")
     for m in modes:
         if m not in MODES:
             raise ConfigError(f"mode {m!r} is not one of {', '.join(MODES)}")
@@ -222,7 +224,7 @@ def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | N
             run: dict[str, dict[str, float]] = {}
             t1 = time.perf_counter()
             for qid, text in queries.items():
-                hits = retriever.search(text, who, top_k=TOP_K, mode=mode).hits
+                hits = retriever.search(text, who, top_k=top_k, mode=mode).hits
                 run[qid] = doc_ranking(hits, names)
                 bar.advance(task)
             timings[mode] = round((time.perf_counter() - t1) / len(queries) * 1000, 2)
@@ -235,7 +237,7 @@ def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | N
         "settings": {"embedding": f"{s.embedding.model} ({s.embedding.backend})", "fusion": r.fusion,
                      "dense_weight": r.dense_weight, "rrf_k": r.rrf_k, "depth": r.depth,
                      "title_weight": r.title_weight, "section_weight": r.section_weight,
-                     "reranker": r.reranker, "top_k": TOP_K},
+                     "reranker": r.reranker, "top_k": top_k},
     })
     return out
 

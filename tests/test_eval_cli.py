@@ -105,6 +105,12 @@ def test_eval_retrieval_on_a_tiny_beir_dataset(tmp_path):
         assert res[mode]["recall@10"] == 1.0 and res[mode]["mrr@10"] == 1.0
     r = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "--split", "train", "--json"])
     assert r.exit_code == 2 and "train.tsv" in r.output
+    one = _last_json(runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "--data-dir", str(tmp_path / "cache"),
+                                         "--mode", "hybrid", "--top-k", "1", "--json"]))
+    assert "dense" not in one and one["hybrid"]["mrr@10"] == 1.0 and one["settings"]["top_k"] == 1
+    r = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "--data-dir", str(tmp_path / "cache"),
+                            "--mode", "fuzzy"])
+    assert r.exit_code == 2 and "fuzzy" in r.output
 
 
 def test_calibrate_pairs_datasets_with_corpora(tmp_path):
