@@ -118,8 +118,8 @@ class Retriever:
         """The `depth` nearest current chunks the principal may read and the filters admit.
 
         Two exact strategies, chosen per query (FILTERS.md): an over-fetch of the unfiltered neighbours
-        checked against the registry in one SQL query (cheap while the principal reads a fair share of
-        the index), else Chroma's own pre-filtered search. Either way only permitted chunks ever take a
+        checked against the registry (one SQL query, or the keyword index's permission mask), cheap while
+        the principal reads a fair share of the index; else Chroma's own pre-filtered search. Either way only permitted chunks ever take a
         candidate slot, and a superseded vector (an ingest in flight, or a crash before reconcile) never
         does. Both return the same chunks, up to the index's approximation.
         """
@@ -148,11 +148,11 @@ class Retriever:
                 return dense[:depth]
             n *= 4
 
-    def _readable_check(self, access: Access, f: Filters, where: tuple[str, list]):
+    def _readable_check(self, access: Access, f: Filters, where: tuple[str, list]):  # doc_ids is None here
         """ids -> the current, permitted, matching ones. With no filter beyond permissions and a current
         keyword index this is a lookup in the index's permission mask (the same rule, FILTERS.md);
         otherwise one SQL query over the registry."""
-        narrowed = f.doc_types or f.updated_after or f.updated_before or f.metadata or f.doc_ids or f.path_prefix
+        narrowed = _narrowed(f, None)
         idx = self.keyword_index.current() if self.keyword_index is not None and not narrowed else None
         if idx is None:
             return lambda ids: self.store.permitted_chunks(ids, where)
@@ -170,8 +170,7 @@ class Retriever:
         """
         where = sql_where(access, f, doc_ids)
         if self.keyword_index is not None:
-            narrowed = doc_ids is not None or f.doc_types or f.updated_after or f.updated_before or f.metadata
-            got = self.keyword_index.search(query, depth, access, where if narrowed else None)
+            got = self.keyword_index.search(query, depth, access, where if _narrowed(f, doc_ids) else None)
             if got is not None:
                 return got
         return self.store.keyword_search(query, depth, self.config.field_weights, where=where)
@@ -226,6 +225,12 @@ class Retriever:
         ranked = sorted(zip(head, scores), key=lambda p: -p[1])
         out = [_replace(h, score=float(s), rerank_score=float(s)) for h, s in ranked]
         return out + tail
+
+
+def _narrowed(f: Filters, doc_ids: tuple[str, ...] | None) -> bool:
+    """Whether filters other than permissions restrict the search (`doc_ids`: ids and path resolved)."""
+    return bool(doc_ids is not None or f.doc_ids or f.path_prefix or f.doc_types or f.updated_after
+                or f.updated_before or f.metadata)
 
 
 def _replace(h: Hit, **kw) -> Hit:
