@@ -1,4 +1,4 @@
-"""The `lore` command line: ingest, docs, rm, show, search, ask, eval."""
+"""The `lore` command line: ingest, docs, rm, show, search, ask, eval, serve, keys."""
 
 from __future__ import annotations
 
@@ -297,6 +297,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
 from api.cli_eval import eval_app  # noqa: E402 - the sub-app imports this module's helpers lazily
 
 app.add_typer(eval_app, name="eval")
+import api.cli_serve  # noqa: E402,F401 - registers `lore serve` and `lore keys`
 
 
 def main() -> None:  # pragma: no cover

@@ -99,6 +99,47 @@ class LLMSettings(BaseModel):
         return self
 
 
+class ServerSettings(BaseModel):
+    """`lore serve`: who may call the HTTP API and how much they may send."""
+
+    host: str = Field("127.0.0.1", description="address `lore serve` listens on")
+    port: int = Field(8000, ge=1, le=65535)
+    auth: Literal["keys", "proxy", "none"] = Field(
+        "keys", description="keys: `Authorization: Bearer` API keys from `lore keys create`; proxy: also trust "
+        "user and group headers set by an SSO proxy at trusted_proxies; none: demo mode, every caller is an "
+        "anonymous admin, refused on a non-loopback host")
+    trusted_proxies: list[str] = Field([], description="proxy mode: client addresses or CIDR networks whose "
+                                       "user/group headers are believed, e.g. [\"10.0.0.5\", \"10.1.0.0/16\"]")
+    proxy_user_header: str = Field("X-Forwarded-User", description="proxy mode: header carrying the user id")
+    proxy_groups_header: str = Field("X-Forwarded-Groups", description="proxy mode: comma-separated groups")
+    proxy_admin_group: str | None = Field(None, description="proxy mode: members of this group are admins")
+    max_request_kb: int = Field(256, ge=1, description="largest JSON request body")
+    max_upload_mb: float = Field(25.0, gt=0, description="largest document upload")
+    ingest_roots: list[Path] = Field([], description="folders POST /v1/ingest may read; empty = none")
+    public_url: str | None = Field(None, description="the URL readers reach the web page at, for links "
+                                   "(Slack, chat completions); unset = http://host:port")
+
+    @model_validator(mode="after")
+    def _safe(self) -> "ServerSettings":
+        import ipaddress
+
+        for p in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ValueError(f"LORE_SERVER__TRUSTED_PROXIES: {p!r} is not an IP address or CIDR network") from None
+        if self.auth == "proxy" and not self.trusted_proxies:
+            raise ValueError("LORE_SERVER__AUTH=proxy needs LORE_SERVER__TRUSTED_PROXIES (the SSO proxy's "
+                             "addresses); without it anyone could claim any user")
+        return self
+
+
+class AuditSettings(BaseModel):
+    retention_days: int | None = Field(None, ge=1, description="questions older than this are purged; unset = kept")
+    redact: bool = Field(True, description="mask e-mail addresses, phone and card numbers and secrets in "
+                         "recorded questions")
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not echo LORE_LLM__API_KEY
     model_config = SettingsConfigDict(env_prefix="LORE_", env_nested_delimiter="__", extra="ignore",
@@ -113,6 +154,8 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     llm: LLMSettings = LLMSettings()
     answer: AnswerSettings = AnswerSettings()
+    server: ServerSettings = ServerSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("default_acl")
     @classmethod

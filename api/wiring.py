@@ -41,9 +41,10 @@ def build_vectors(s: Settings, embedder: Embedder) -> ChromaChunkStore:
     return ChromaChunkStore(embedder.model_id, path=Path(s.data_dir) / "chroma")
 
 
-def build_ingestor(s: Settings, on_event: Callable[[str, dict], None] | None = None) -> Ingestor:
-    embedder = build_embedder(s)
-    store = build_store(s)
+def build_ingestor(s: Settings, on_event: Callable[[str, dict], None] | None = None, *,
+                   embedder: Embedder | None = None, store: SqliteStore | None = None) -> Ingestor:
+    embedder = embedder or build_embedder(s)
+    store = store or build_store(s)
     return Ingestor(store, build_vectors(s, embedder), embedder,
                     max_file_bytes=int(s.ingest.max_file_mb * 2**20), batch_chunks=s.ingest.batch_chunks,
                     parse_workers=s.ingest.parse_workers, on_event=on_event)
@@ -95,11 +96,11 @@ def build_llm(s: Settings):
                          max_tokens=c.max_tokens)
 
 
-def build_assistant(s: Settings):
+def build_assistant(s: Settings, retriever=None):
     from assistant.extractive import ExtractiveConfig
     from assistant.service import Assistant
 
-    embedder = build_embedder(s)
-    return Assistant(build_retriever(s, embedder=embedder), embedder, llm=build_llm(s), top_k=s.answer.top_k,
+    retriever = retriever or build_retriever(s)
+    return Assistant(retriever, retriever.embedder, llm=build_llm(s), top_k=s.answer.top_k,
                      config=ExtractiveConfig(threshold=s.answer.threshold),
                      prompt_version=s.llm.prompt_version, llm_passages=s.llm.passages, condense=s.llm.condense)

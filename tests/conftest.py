@@ -88,3 +88,24 @@ def snapshot(ingestor) -> dict:
     got = vectors.get(sorted(ids)) if ids else {}
     vec_meta = {i: (m["doc_id"], m["version"], tuple(m["acl"])) for i, (_, m) in got.items()}
     return {"docs": docs, "chunks": chunks, "fts_rows": fts, "vector_ids": ids, "vector_meta": vec_meta}
+
+
+@pytest.fixture(scope="session")
+def api_env(tmp_path_factory, onnx_cache):
+    """The sample knowledge base behind a running Lore service, with a reader, an HR reader and an admin key.
+
+    Shared by the API, web page and OpenAI-client tests: read-only use only (tests that upload, delete
+    or ingest start their own service).
+    """
+    from api.settings import Settings
+    from tests.live import LiveServer, ingest
+
+    data = tmp_path_factory.mktemp("api-kb")
+    settings = Settings(data_dir=data)
+    ingest(settings, [SAMPLES])
+    with LiveServer(settings) as srv:
+        keys = srv.services.keys
+        srv.keys = {"reader": keys.create("sam", "", "reader")[0],
+                    "hr": keys.create("ana", "hr", "reader")[0],
+                    "admin": keys.create("root", "", "admin")[0]}
+        yield srv

@@ -1,0 +1,174 @@
+"""Who is calling: API keys (stored hashed), an SSO proxy's headers, or the explicit demo mode.
+
+A key looks like `lore_<id>_<secret>`; only sha256(secret) is stored, so a copy of the data directory
+does not leak working keys. The id lets a key be listed and revoked without showing it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from ingest.errors import ConfigError, LoreError
+from retriever.types import Principal
+
+Role = Literal["reader", "admin"]
+ROLES = ("reader", "admin")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY, secret_sha256 TEXT NOT NULL, user_id TEXT, groups TEXT NOT NULL,
+    role TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT, last_used_at TEXT, note TEXT
+);
+"""
+
+
+class Unauthorized(LoreError):
+    """No valid credentials: a missing, malformed, unknown or revoked key."""
+
+
+class Forbidden(LoreError):
+    """Valid credentials without the role the action needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller: the principal whose permissions apply, and what it may administer."""
+
+    principal: Principal
+    role: Role
+    via: Literal["key", "proxy", "demo"]
+    key_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def to_dict(self) -> dict:
+        return {"user": self.principal.user_id, "groups": list(self.principal.groups), "role": self.role,
+                "via": self.via, "key_id": self.key_id}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_id: str
+    user_id: str | None
+    groups: tuple[str, ...]
+    role: Role
+    created_at: str
+    revoked_at: str | None
+    last_used_at: str | None
+    note: str | None
+
+    def to_dict(self) -> dict:
+        return {"key_id": self.key_id, "user": self.user_id, "groups": list(self.groups), "role": self.role,
+                "created_at": self.created_at, "revoked_at": self.revoked_at, "last_used_at": self.last_used_at,
+                "note": self.note}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyStore:
+    """`KeyStore(data_dir / "auth.db").create("ana", ("hr",), "reader")` -> the key, shown once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def create(self, user: str | None, groups: tuple[str, ...] | list[str] | str, role: str,
+               note: str | None = None) -> tuple[str, KeyInfo]:
+        if role not in ROLES:
+            raise ConfigError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        principal = Principal.of(user, groups)  # validates the user id and group names
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        with self._lock:
+            self._db.execute("INSERT INTO api_keys VALUES (?,?,?,?,?,?,NULL,NULL,?)",
+                             (key_id, _sha(secret), principal.user_id, json.dumps(list(principal.groups)), role,
+                              _now(), note))
+        return f"lore_{key_id}_{secret}", self.get(key_id)
+
+    def get(self, key_id: str) -> KeyInfo | None:
+        row = self._db.execute("SELECT key_id, user_id, groups, role, created_at, revoked_at, last_used_at, note "
+                               "FROM api_keys WHERE key_id=?", (key_id,)).fetchone()
+        return None if row is None else KeyInfo(row[0], row[1], tuple(json.loads(row[2])), *row[3:])
+
+    def list(self, include_revoked: bool = False) -> list[KeyInfo]:
+        rows = self._db.execute("SELECT key_id FROM api_keys " + ("" if include_revoked else
+                                "WHERE revoked_at IS NULL ") + "ORDER BY created_at, key_id").fetchall()
+        return [self.get(r[0]) for r in rows]
+
+    def revoke(self, key_id: str) -> KeyInfo:
+        with self._lock:
+            cur = self._db.execute("UPDATE api_keys SET revoked_at=? WHERE key_id=? AND revoked_at IS NULL",
+                                   (_now(), key_id))
+        info = self.get(key_id)
+        if info is None:
+            raise ConfigError(f"no API key with id {key_id!r}; `lore keys list` shows the ids")
+        if cur.rowcount == 0 and info.revoked_at is None:  # pragma: no cover - raced with itself
+            raise ConfigError(f"API key {key_id} could not be revoked; try again")
+        return info
+
+    def verify(self, key: str) -> Caller:
+        """The caller a presented key stands for; Unauthorized for anything but a live key."""
+        parts = key.split("_", 2)
+        if len(parts) != 3 or parts[0] != "lore" or not parts[1] or not parts[2]:
+            raise Unauthorized("the API key is malformed; keys look like lore_<id>_<secret> (lore keys create)")
+        row = self._db.execute("SELECT secret_sha256, revoked_at FROM api_keys WHERE key_id=?",
+                               (parts[1],)).fetchone()
+        # compare even when the id is unknown, so timing does not tell ids apart
+        ok = hmac.compare_digest(row[0] if row else _sha(""), _sha(parts[2]))
+        if row is None or not ok or row[1] is not None:
+            raise Unauthorized("the API key is unknown or revoked; ask an admin for a key (lore keys create)")
+        info = self.get(parts[1])
+        with self._lock:
+            self._db.execute("UPDATE api_keys SET last_used_at=? WHERE key_id=?", (_now(), info.key_id))
+        return Caller(Principal(info.user_id, info.groups), info.role, "key", info.key_id)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
+    return token.strip()
+
+
+def trusted(client_host: str | None, networks: list[str]) -> bool:
+    if not client_host:
+        return False
+    try:
+        addr = ipaddress.ip_address(client_host)
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

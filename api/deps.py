@@ -1,0 +1,126 @@
+"""What a request needs: the shared components (built lazily, once) and the caller (authenticated).
+
+`Services` is the service-side wiring: one embedder, registry, retriever and assistant per process,
+shared by every route, the web page and the Slack bot. FastAPI dependencies below hand them out.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+
+from fastapi import Depends, Request
+
+from api import wiring
+from api.auth import Caller, Forbidden, KeyStore, Unauthorized, bearer, trusted
+from api.settings import Settings
+from retriever.filters import Access
+from retriever.types import Principal
+
+
+class Services:
+    """Components built on first use: a request that needs only the registry does not load the model."""
+
+    def __init__(self, settings: Settings) -> None:
+        from api.metrics import Metrics
+
+        self.settings = settings
+        self.metrics = Metrics()
+        self._lock = threading.RLock()
+
+    def _once(self, name: str, build):
+        with self._lock:  # cached_property alone may build twice under concurrent first requests
+            if name not in self.__dict__:
+                self.__dict__[name] = build()
+            return self.__dict__[name]
+
+    @property
+    def store(self):
+        return self._once("_store", lambda: wiring.build_store(self.settings))
+
+    @property
+    def embedder(self):
+        return self._once("_embedder", lambda: wiring.build_embedder(self.settings))
+
+    @property
+    def retriever(self):
+        return self._once("_retriever", lambda: wiring.build_retriever(self.settings, self.embedder, self.store))
+
+    @property
+    def assistant(self):
+        return self._once("_assistant", lambda: wiring.build_assistant(self.settings, self.retriever))
+
+    @property
+    def keys(self) -> KeyStore:
+        return self._once("_keys", lambda: KeyStore(Path(self.settings.data_dir) / "auth.db"))
+
+    @property
+    def audit(self):
+        from api.audit import AuditLog
+
+        a = self.settings.audit
+        return self._once("_audit", lambda: AuditLog(Path(self.settings.data_dir) / "audit.db", redact=a.redact,
+                                                      retention_days=a.retention_days))
+
+    @property
+    def jobs(self):
+        from api.jobs import Jobs
+
+        return self._once("_jobs", lambda: Jobs(self))
+
+    def ingestor(self, on_event=None):
+        return wiring.build_ingestor(self.settings, on_event, embedder=self.embedder, store=self.store)
+
+    @cached_property
+    def default_acl(self) -> tuple[str, ...]:
+        return tuple(self.settings.default_acl)
+
+    def access(self, principal: Principal) -> Access:
+        return Access.for_principal(principal, self.default_acl)
+
+    def warm_up(self) -> None:
+        """Load the model and open the stores now, so the first question is not the slow one."""
+        self.assistant
+        self.retriever.embedder.embed_query("warm up")
+
+    def ready(self) -> dict:
+        """What /readyz reports; raises when a store is unreachable."""
+        docs, chunks = self.store.counts()
+        return {"documents": docs, "chunks": chunks, "vectors": self.retriever.vectors.count(),
+                "model_loaded": "_retriever" in self.__dict__}
+
+    def close(self) -> None:
+        for name in ("_store", "_keys", "_audit"):
+            obj = self.__dict__.get(name)
+            if obj is not None and hasattr(obj, "close"):
+                obj.close()
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def caller(request: Request, svc: Services = Depends(services)) -> Caller:
+    """The authenticated caller, or 401. Which credentials count depends on LORE_SERVER__AUTH."""
+    cfg = svc.settings.server
+    if cfg.auth == "none":
+        return Caller(Principal(None, ()), "admin", "demo")
+    client = request.client.host if request.client else None
+    if cfg.auth == "proxy" and trusted(client, cfg.trusted_proxies):
+        user = request.headers.get(cfg.proxy_user_header)
+        if user:
+            groups = request.headers.get(cfg.proxy_groups_header, "")
+            principal = Principal.of(user.strip(), groups)
+            admin = cfg.proxy_admin_group is not None and cfg.proxy_admin_group in principal.groups
+            return Caller(principal, "admin" if admin else "reader", "proxy")
+    key = bearer(request.headers.get("authorization"))
+    if key is None:
+        raise Unauthorized("this API needs an API key: send 'Authorization: Bearer <key>' (lore keys create)")
+    return svc.keys.verify(key)
+
+
+def admin(who: Caller = Depends(caller)) -> Caller:
+    if not who.is_admin:
+        raise Forbidden("this action needs an admin API key (lore keys create --role admin)")
+    return who

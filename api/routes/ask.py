@@ -1,0 +1,92 @@
+"""Questions and searches: /v1/ask, /v1/ask/stream (Server-Sent Events) and /v1/search."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from typing import Iterator, Literal
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
+
+from api.auth import Caller
+from api.deps import Services, caller, services
+from api.schemas import AnswerOut, AskIn, SearchIn, SearchOut, errors
+from assistant.types import Answer
+from ingest.errors import LoreError
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["ask"])
+Channel = Literal["api", "web"]
+_CHANNEL = Header("api", alias="X-Lore-Channel", description="where the question came from, for the audit "
+                  "log and analytics: api (default) or web")
+
+
+def finish(svc: Services, who: Caller, channel: str, answer: Answer, started: float) -> dict:
+    """Record a finished answer (audit log, metrics) and return its JSON."""
+    d = answer.to_dict()
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    svc.audit.record(caller=who, channel=channel, question=answer.question, answer=d, latency_ms=latency)
+    svc.metrics.observe_answer(d, channel)
+    return d
+
+
+@router.post("/ask", response_model=AnswerOut, responses=errors(400, 401, 413, 422, 503),
+             summary="Answer a question with verified citations")
+def ask(body: AskIn, request: Request, who: Caller = Depends(caller), svc: Services = Depends(services),
+        channel: Channel = _CHANNEL) -> dict:
+    """The answer's every sentence carries a marker [n] that resolves to a citation whose quote is an exact
+    substring of a passage the caller may read. When the knowledge base does not support an answer the
+    status is `no_evidence` and `hits` lists the closest sources."""
+    t0 = time.perf_counter()
+    history = [t.model_dump() for t in body.history] if body.history else None
+    filters = body.filters.to_filters() if body.filters else None
+    answer = svc.assistant.answer(body.question, who.principal, filters, history)
+    return finish(svc, who, channel, answer, t0)
+
+
+def _event(kind: str, data: dict) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+
+@router.post("/ask/stream", responses={200: {"description": "Server-Sent Events: `delta` events "
+             "(`{\"text\": ...}`) as the answer is written, then one `answer` event with the validated Answer "
+             "(the same JSON as /v1/ask); an `error` event if it fails mid-way.",
+             "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **errors(400, 401, 413, 422, 503)},
+             response_class=StreamingResponse, summary="Stream an answer as Server-Sent Events")
+def ask_stream(body: AskIn, who: Caller = Depends(caller), svc: Services = Depends(services),
+               channel: Channel = _CHANNEL) -> StreamingResponse:
+    """Deltas are the text as it is written; the final `answer` event is authoritative (markers that fail
+    validation are removed there, and a failed model call is replaced by the extractive answer)."""
+    t0 = time.perf_counter()
+    history = [t.model_dump() for t in body.history] if body.history else None
+    filters = body.filters.to_filters() if body.filters else None
+    items = svc.assistant.stream(body.question, who.principal, filters, history)
+    first = next(items)  # retrieval runs here, so bad input or a down store is a 4xx/5xx, not a broken stream
+
+    def events() -> Iterator[str]:
+        try:
+            for x in itertools.chain([first], items):
+                if isinstance(x, Answer):
+                    yield _event("answer", finish(svc, who, channel, x, t0))
+                else:
+                    yield _event("delta", {"text": x})
+        except LoreError as exc:  # pragma: no cover - the assistant falls back rather than raise
+            log.warning("stream failed: %s", exc)
+            yield _event("error", {"error": {"code": "failed", "message": str(exc)}})
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/search", response_model=SearchOut, responses=errors(400, 401, 413, 422, 503),
+             summary="Search passages (hybrid, dense or keyword)")
+def search(body: SearchIn, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
+    """Ranked passages the caller may read, each with full provenance and its rank in each stage."""
+    t0 = time.perf_counter()
+    filters = body.filters.to_filters() if body.filters else None
+    result = svc.retriever.search(body.query, who.principal, filters, body.top_k, mode=body.mode)
+    svc.metrics.observe_search(time.perf_counter() - t0)
+    return result.to_dict()

@@ -1,0 +1,33 @@
+"""Liveness, readiness and Prometheus metrics: unauthenticated, as probes and scrapers expect."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import Services, services
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process is up")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: models loaded and stores reachable",
+            responses={503: {"description": "not ready; `error` says which part"}})
+def readyz(svc: Services = Depends(services)):
+    try:
+        detail = svc.ready()
+    except Exception as exc:  # any store or model failure means "not ready", with the reason
+        return JSONResponse({"status": "unavailable", "error": f"{type(exc).__name__}: {exc}"}, status_code=503)
+    if not detail["model_loaded"]:
+        return JSONResponse({"status": "starting", **detail}, status_code=503)
+    return {"status": "ready", **detail}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+def metrics(svc: Services = Depends(services)) -> Response:
+    return Response(svc.metrics.render(), media_type=svc.metrics.content_type)

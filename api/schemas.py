@@ -1,0 +1,157 @@
+"""HTTP request and response bodies: pydantic at the edge, converted to the core's frozen dataclasses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from retriever.types import Filters
+
+MAX_QUESTION = 2000
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FiltersIn(Strict):
+    """Narrow what is searched. All given fields must hold; a list matches any of its values."""
+
+    doc_types: list[Literal["policy", "spec", "incident", "other"]] = Field([], max_length=4)
+    doc_ids: list[str] = Field([], max_length=200)
+    path_prefix: str | None = Field(None, max_length=1000, description="source path starts with this")
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    metadata: dict[str, str | int | float | bool] = Field({}, description="front-matter key = value",
+                                                           max_length=20)
+
+    def to_filters(self) -> Filters:
+        return Filters(doc_types=tuple(self.doc_types), doc_ids=tuple(self.doc_ids), path_prefix=self.path_prefix,
+                       updated_after=self.updated_after, updated_before=self.updated_before,
+                       metadata=tuple(self.metadata.items()))
+
+
+class Turn(Strict):
+    role: Literal["user", "assistant"]
+    content: str = Field(..., max_length=8000)
+
+
+def _question(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty or only spaces")
+    return v
+
+
+class AskIn(Strict):
+    question: str = Field(..., min_length=1, max_length=MAX_QUESTION, examples=["How many PTO hours carry over?"])
+    filters: FiltersIn | None = None
+    history: list[Turn] | None = Field(None, max_length=20, description="earlier turns, oldest first, "
+                                       "so a follow-up ('and for contractors?') is understood")
+
+    _q = field_validator("question")(_question)
+
+
+class SearchIn(Strict):
+    query: str = Field(..., min_length=1, max_length=MAX_QUESTION, examples=["payments api rate limit"])
+    top_k: int = Field(10, ge=1, le=100)
+    filters: FiltersIn | None = None
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+
+    _q = field_validator("query")(_question)
+
+
+class CitationOut(BaseModel):
+    marker: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    uri: str
+    doc_type: str
+    section: list[str]
+    page: int | None
+    start: int = Field(..., description="the quote's character span in the document's normalized text")
+    end: int
+    version: str = Field(..., description="sha256 of the cited document version")
+    quote: str = Field(..., description="a verified substring of the passage")
+
+
+class StagesOut(BaseModel):
+    dense_rank: int | None
+    dense_score: float | None
+    keyword_rank: int | None
+    keyword_score: float | None
+    rerank_score: float | None
+
+
+class AlternativeOut(BaseModel):
+    chunk_id: str
+    doc_id: str
+    title: str
+    uri: str
+
+
+class HitOut(BaseModel):
+    rank: int
+    score: float
+    chunk_id: str
+    doc_id: str
+    title: str
+    uri: str
+    doc_type: str
+    version: str
+    updated_at: str
+    section: list[str]
+    page_start: int | None
+    page_end: int | None
+    start: int
+    end: int
+    text: str
+    stages: StagesOut
+    alternatives: list[AlternativeOut] = Field(..., description="the same text found in other places")
+
+
+class Timings(BaseModel):
+    retrieve_ms: float
+    answer_ms: float
+    total_ms: float
+
+
+class AnswerOut(BaseModel):
+    id: str | None = None
+    question: str
+    text: str = Field(..., description="the answer with inline markers [1], [2] ... ")
+    status: Literal["answered", "extractive", "no_evidence"]
+    confidence: float
+    citations: list[CitationOut]
+    hits: list[HitOut] = Field(..., description="the passages considered; with no_evidence, the closest sources")
+    timings: Timings
+    models: dict[str, str]
+    trace_id: str
+    notes: list[str]
+    usage: dict[str, int]
+
+
+class SearchOut(BaseModel):
+    query: str
+    hits: list[HitOut]
+    timings_ms: dict[str, float]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(..., examples=["not_found"])
+    message: str = Field(..., description="what went wrong and what to do")
+    trace_id: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+def errors(*codes: int) -> dict:
+    """OpenAPI `responses=` for the error statuses a route can return."""
+    text = {400: "Bad input", 401: "Missing or invalid API key", 403: "Needs an admin key", 404: "Not found",
+            409: "Conflict", 413: "Request too large", 415: "Unsupported file type", 422: "Invalid request body",
+            503: "A store or model is unavailable"}
+    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}

@@ -1,0 +1,65 @@
+"""A real Lore service on loopback for tests: uvicorn in a thread, requests over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """`with LiveServer(settings) as srv: httpx.get(srv.url + "/healthz")`."""
+
+    def __init__(self, settings, services=None) -> None:
+        from api.app import create_app
+
+        self.settings = settings
+        self.app = create_app(settings, services=services, warm=True)
+        self.services = self.app.state.services
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    def client(self, key: str | None = None, **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
+
+
+def ingest(settings, paths: list[Path], acl: tuple[str, ...] = ()) -> dict:
+    from api.wiring import build_ingestor, build_store, refresh_keyword_index
+
+    report = build_ingestor(settings).ingest(paths, acl=acl)
+    refresh_keyword_index(settings, build_store(settings))
+    return report.to_dict()
+
+
+@contextmanager
+def running(settings):
+    with LiveServer(settings) as srv:
+        yield srv
