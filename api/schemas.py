@@ -139,6 +139,14 @@ class SearchOut(BaseModel):
     timings_ms: dict[str, float]
 
 
+class CallerOut(BaseModel):
+    user: str | None
+    groups: list[str]
+    role: Literal["reader", "admin"]
+    via: Literal["key", "proxy", "demo"]
+    key_id: str | None
+
+
 class ErrorBody(BaseModel):
     code: str = Field(..., examples=["not_found"])
     message: str = Field(..., description="what went wrong and what to do")

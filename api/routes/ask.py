@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from api.auth import Caller
 from api.deps import Services, caller, services
-from api.schemas import AnswerOut, AskIn, SearchIn, SearchOut, errors
+from api.schemas import AnswerOut, AskIn, CallerOut, SearchIn, SearchOut, errors
 from assistant.types import Answer
 from ingest.errors import LoreError
 
@@ -90,3 +90,9 @@ def search(body: SearchIn, who: Caller = Depends(caller), svc: Services = Depend
     result = svc.retriever.search(body.query, who.principal, filters, body.top_k, mode=body.mode)
     svc.metrics.observe_search(time.perf_counter() - t0)
     return result.to_dict()
+
+
+@router.get("/me", response_model=CallerOut, summary="Who the credentials stand for", responses=errors(401))
+def me(who: Caller = Depends(caller)) -> dict:
+    """The user, groups and role the API key (or SSO proxy headers, or demo mode) maps to."""
+    return who.to_dict()
