@@ -47,6 +47,13 @@ def ask(body: AskIn, request: Request, who: Caller = Depends(caller), svc: Servi
     return finish(svc, who, channel, answer, t0)
 
 
+SSE_EVENT = {  # one event of the stream, as OpenAPI 3.2 describes Server-Sent Events
+    "type": "object", "required": ["event", "data"],
+    "properties": {"event": {"type": "string", "enum": ["delta", "answer", "error"]},
+                   "data": {"type": "string", "description": "JSON: {\"text\"} for delta, the Answer (as "
+                            "/v1/ask returns it) for answer, {\"error\": {\"code\", \"message\"}} for error"}}}
+
+
 def _event(kind: str, data: dict) -> str:
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
@@ -54,7 +61,7 @@ def _event(kind: str, data: dict) -> str:
 @router.post("/ask/stream", responses={200: {"description": "Server-Sent Events: `delta` events "
              "(`{\"text\": ...}`) as the answer is written, then one `answer` event with the validated Answer "
              "(the same JSON as /v1/ask); an `error` event if it fails mid-way.",
-             "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **errors(400, 401, 413, 422, 503)},
+             "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **errors(400, 401, 413, 422, 503)},
              response_class=StreamingResponse, summary="Stream an answer as Server-Sent Events")
 def ask_stream(body: AskIn, who: Caller = Depends(caller), svc: Services = Depends(services),
                channel: Channel = _CHANNEL) -> StreamingResponse:
