@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 WHEELS := .wheels
+DEMO_PORT ?= 8000
 SPACY_WHEEL := $(WHEELS)/en_core_web_sm-3.8.0-py3-none-any.whl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -60,6 +61,9 @@ demo: install
 	$(VENV)/bin/lore ask "what is the salary band for a senior engineer in Lisbon?" --data-dir .lore/demo
 	@echo; echo "== Not in the knowledge base: Lore says so and lists the closest sources"
 	$(VENV)/bin/lore ask "what is our parental leave policy?" --data-dir .lore/demo
+	@echo; echo "== The web page and API: http://127.0.0.1:$(DEMO_PORT)/  (API docs: http://127.0.0.1:$(DEMO_PORT)/docs)"
+	@echo "   demo mode: no API keys, loopback only (LORE_SERVER__AUTH=none). Ctrl-C stops it."
+	LORE_SERVER__AUTH=none $(VENV)/bin/lore serve --host 127.0.0.1 --port $(DEMO_PORT) --data-dir .lore/demo
 
 test: install
 	$(PY) samples/build.py --check
