@@ -137,7 +137,7 @@ class ServerSettings(BaseModel):
 class AuditSettings(BaseModel):
     retention_days: int | None = Field(None, ge=1, description="questions older than this are purged; unset = kept")
     redact: bool = Field(True, description="mask e-mail addresses, phone and card numbers and secrets in "
-                         "recorded questions")
+                         "recorded questions, answer texts, citation quotes and feedback comments")
 
 
 class Settings(BaseSettings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol, Sequence
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["hybrid", "dense", "keyword"]
 OVERFETCH = 8  # unfiltered neighbours fetched per wanted dense candidate before falling back to Chroma's filter
 MAX_OVERFETCH = 2000
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lore-keyword")  # shared by every Retriever
 
 
 class Reranker(Protocol):
@@ -44,6 +46,7 @@ class RetrievalConfig:
     field_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # BM25 weight of title, section, body
     dedup_threshold: float = 0.8  # word-shingle Jaccard at which two passages count as the same text
     rerank_depth: int = 30
+    parallel: bool = True  # hybrid: the keyword search runs beside the query embedding and dense search
 
     def __post_init__(self) -> None:
         if self.fusion not in ("zscore", "weighted", "rrf"):
@@ -88,6 +91,13 @@ class Retriever:
         dense: list[tuple[str, float]] = []
         keyword: list[tuple[str, float]] = []
         if doc_ids != ():
+            # the model (ONNX), Chroma's index and the keyword index's sparse products release the GIL,
+            # so in hybrid mode the keyword side runs on a second thread while the dense side runs here
+            side = None
+            if mode == "hybrid" and self.config.parallel:
+                side = _POOL.submit(self._timed_keyword, query, depth, access, f, doc_ids)
+            elif mode in ("hybrid", "keyword"):
+                keyword, t["keyword"] = self._timed_keyword(query, depth, access, f, doc_ids)
             if mode in ("hybrid", "dense"):
                 t1 = time.perf_counter()
                 vec = self.embedder.embed_query(query)
@@ -95,10 +105,10 @@ class Retriever:
                 t1 = time.perf_counter()
                 dense = self._dense(vec, depth, access, f, doc_ids)
                 t["dense"] = time.perf_counter() - t1
-            if mode in ("hybrid", "keyword"):
+            if side is not None:
                 t1 = time.perf_counter()
-                keyword = self._keyword(query, depth, access, f, doc_ids)
-                t["keyword"] = time.perf_counter() - t1
+                keyword, t["keyword"] = side.result()
+                t["keyword_wait"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         fused = fuse(dense, keyword, self.config.fusion, self.config.dense_weight, self.config.rrf_k)
         need = max(top_k, self.config.rerank_depth) if self.reranker is not None else top_k
@@ -162,6 +172,10 @@ class Retriever:
             pos = idx.positions(ids)
             return {c for c, p in zip(ids, pos) if p >= 0 and allowed[p]}
         return check
+
+    def _timed_keyword(self, *args) -> tuple[list[tuple[str, float]], float]:
+        t0 = time.perf_counter()
+        return self._keyword(*args), time.perf_counter() - t0
 
     def _keyword(self, query: str, depth: int, access: Access, f: Filters, doc_ids) -> list[tuple[str, float]]:
         """BM25 over permitted, matching chunks: the in-memory index while it is current, else FTS5.
