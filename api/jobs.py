@@ -1,0 +1,381 @@
+"""Writes from the HTTP service, one at a time: background ingest jobs, uploads and deletions.
+
+Jobs live in this process's memory: a restart forgets them (an interrupted ingest is crash-safe and
+the next run finishes it) and only the latest MAX_JOBS are kept. Each write uses its own registry
+connection, so readers on the shared one never see a half-written transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import threading
+import unicodedata
+import uuid
+import zipfile
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from api import wiring
+from api.errors import NotFound
+from ingest.discover import discover, exclude_spec
+from ingest.errors import ConfigError, FileTooLarge, IngestError, LoreError, StoreLocked, UnsupportedFormat
+from ingest.formats import SUPPORTED, format_of
+from ingest.pipeline import doc_id_for
+from ingest.types import SourceDoc, validate_acl
+
+log = logging.getLogger(__name__)
+MAX_JOBS = 50
+MAX_NAME = 120  # characters of an uploaded file's stored name
+UPLOAD_WAIT = 30.0  # seconds an upload or deletion waits for another one (never for an ingest job)
+ROOTS_VAR = "LORE_SERVER__INGEST_ROOTS"
+_ALLOWED = f"allowed types: {', '.join(SUPPORTED)}"
+_MAGIC = ((b"%PDF", "a PDF"), (b"PK\x03\x04", "a ZIP archive"), (b"\x7fELF", "an executable"),
+          (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"\xd0\xcf\x11\xe0", "a legacy Office file"), (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"),
+          (b"7z\xbc\xaf", "a 7z archive"))
+_OFFICE_PART = {"docx": "word/document.xml", "pptx": "ppt/presentation.xml"}
+
+
+class Busy(StoreLocked):
+    """Another write (an ingest job, an upload or a deletion) is under way in this service."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Job:
+    """One background ingest; mutated only by its own thread, read through `to_dict`."""
+
+    id: str
+    paths: tuple[str, ...]
+    doc_type: str | None
+    acl: tuple[str, ...]
+    exclude: tuple[str, ...]
+    status: str = "queued"
+    created_at: str = field(default_factory=_now)
+    started_at: str | None = None
+    finished_at: str | None = None
+    report: dict | None = None
+    error: str | None = None
+    progress: dict = field(default_factory=lambda: {
+        "files_total": None, "files_todo": None, "files_done": 0, "unchanged": 0, "failed": 0, "chunks": 0,
+        "embedded": 0, "deleted": 0, "excluded": 0, "current": None})
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def on_event(self, kind: str, data: dict) -> None:
+        """The ingestor's progress callback (api/cli.py's progress bar reads the same events)."""
+        with self._lock:
+            p = self.progress
+            if kind == "plan":  # what is not to do is done: unchanged, or failed to read
+                p["files_total"], p["files_todo"] = data["files"], data["todo"]
+                p["files_done"] = data["files"] - data["todo"]
+            elif kind == "stored":
+                p["files_done"] += 1
+                p["chunks"] += data["chunks"]
+                p["current"] = data["path"]
+            elif kind == "failed":
+                p["failed"] += 1
+                if p["files_total"] is not None:  # a parse failure of a planned file
+                    p["files_done"] += 1
+            elif kind in ("unchanged", "deleted", "excluded"):
+                p[kind] += 1
+            elif kind == "embedded":
+                p["embedded"] += data["chunks"]
+
+    def set(self, **changes) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(self, k, v)
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return {"job_id": self.id, "status": self.status, "paths": list(self.paths), "doc_type": self.doc_type,
+                    "acl": list(self.acl), "exclude": list(self.exclude), "progress": dict(self.progress),
+                    "report": self.report, "error": self.error, "created_at": self.created_at,
+                    "started_at": self.started_at, "finished_at": self.finished_at}
+
+
+class Jobs:
+    """The service's writer: at most one write at a time in this process, and the ingest file lock across processes."""
+
+    def __init__(self, services) -> None:
+        self._svc = services
+        self.settings = services.settings
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()  # guards _jobs and _active
+        self._writing = threading.Lock()  # held by the one write under way
+        self._active: Job | None = None
+
+    @property
+    def uploads(self) -> Path:
+        # abspath, as discovery spells a file argument: the uri and the id of an upload derive from it
+        return Path(os.path.abspath(self.settings.data_dir)) / "uploads"
+
+    def is_upload(self, doc: SourceDoc) -> bool:
+        return Path(doc.uri).parent == self.uploads
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no ingest job with id {job_id!r}; jobs are kept in memory until the service restarts")
+        return job
+
+    def recent(self) -> list[Job]:
+        with self._lock:
+            return list(reversed(self._jobs.values()))
+
+    def start(self, paths: Sequence[str], doc_type: str | None = None, acl: Sequence[str] = (),
+              exclude: Sequence[str] = ()) -> Job:
+        """Check the paths against the ingest roots, then ingest them in a background thread."""
+        acl_tokens = validate_acl(list(acl), "acl")
+        exclude_spec(list(exclude), "exclude")
+        roots = self._roots()
+        targets = tuple(dict.fromkeys(str(resolve_in_roots(p, roots)) for p in paths))
+        _no_escapes(targets, [*self.settings.ingest.exclude, *exclude], roots)
+        self._acquire(0)
+        try:
+            job = Job(uuid.uuid4().hex, targets, doc_type, acl_tokens, tuple(exclude))
+            ingestor, store = self._ingestor(job.on_event)
+            try:
+                _probe(ingestor.lock_path)
+                with self._lock:
+                    self._jobs[job.id] = job
+                    while len(self._jobs) > MAX_JOBS:
+                        self._jobs.popitem(last=False)
+                    self._active = job
+                threading.Thread(target=self._run, args=(job, ingestor, store), name=f"ingest-{job.id[:8]}",
+                                 daemon=True).start()
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            self._release()
+            raise
+        log.info("ingest job %s started for %d paths", job.id, len(targets))
+        return job
+
+    def _run(self, job: Job, ingestor, store) -> None:
+        job.set(status="running", started_at=_now())
+        try:
+            report = ingestor.ingest(list(job.paths), doc_type=job.doc_type, acl=job.acl,
+                                     exclude=[*self.settings.ingest.exclude, *job.exclude])
+            if report.added or report.updated or report.deleted:
+                wiring.refresh_keyword_index(self.settings, self._svc.store)
+            job.set(status="succeeded", report=report.to_dict(), finished_at=_now())
+            log.info("ingest job %s succeeded: %s", job.id, report.to_dict())
+        except LoreError as exc:
+            job.set(status="failed", error=str(exc), finished_at=_now())
+            log.warning("ingest job %s failed: %s", job.id, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must end the job, not leave it running forever
+            log.exception("ingest job %s crashed", job.id)
+            job.set(status="failed", error=f"internal error ({type(exc).__name__}); see the server log",
+                    finished_at=_now())
+        finally:
+            store.close()
+            self._release()
+
+    def _roots(self) -> list[Path]:
+        roots = self.settings.server.ingest_roots
+        if not roots:
+            raise ConfigError(f"no ingest roots are configured, so POST /v1/ingest may read nothing; set {ROOTS_VAR} "
+                              "to the folders it may read, e.g. '[\"/srv/kb\"]'")
+        return list(roots)
+
+    # -- uploads and deletions -----------------------------------------------------------------
+    def upload(self, filename: str | None, data: bytes, doc_type: str | None = None,
+               acl: Sequence[str] = ()) -> tuple[SourceDoc, dict]:
+        """Store an uploaded file under DATA_DIR/uploads and ingest it; a failure leaves everything as it was."""
+        name = safe_filename(filename)
+        check_type(name, data)
+        limit = self.settings.ingest.max_file_mb
+        if len(data) > limit * 2**20:
+            raise FileTooLarge(name, f"is {len(data) / 2**20:.1f} MiB, over the {limit:g} MiB ingest limit "
+                               "(LORE_INGEST__MAX_FILE_MB)")
+        acl_tokens = validate_acl(list(acl), "acl")
+        target = self.uploads / name
+        with self.writing():
+            self.uploads.mkdir(parents=True, exist_ok=True)
+            part = self.uploads / f".{uuid.uuid4().hex}.part"
+            backup = self.uploads / f".{uuid.uuid4().hex}.previous"
+            moved = placed = False
+            try:
+                part.write_bytes(data)
+                if target.exists():
+                    os.replace(target, backup)
+                    moved = True
+                os.replace(part, target)
+                placed = True
+                ingestor, store = self._ingestor()
+                try:
+                    report = ingestor.ingest([target], doc_type=doc_type, acl=acl_tokens)
+                finally:
+                    store.close()
+                if report.failed:
+                    raise IngestError(name, report.failed[0]["error"])
+            except BaseException:
+                part.unlink(missing_ok=True)
+                if placed:
+                    target.unlink(missing_ok=True)
+                if moved:  # the stored version is still the previous one: so is the file again
+                    os.replace(backup, target)
+                raise
+            backup.unlink(missing_ok=True)
+            if report.added or report.updated:
+                wiring.refresh_keyword_index(self.settings, self._svc.store)
+        log.info("upload %s: %s", name, report.to_dict())
+        return self._svc.store.require_document(doc_id_for(target)), report.to_dict()
+
+    def delete(self, doc_id: str) -> SourceDoc:
+        """Remove a document from the registry and vectors, and its file when it was uploaded."""
+        with self.writing():
+            ingestor, store = self._ingestor()
+            try:
+                doc = ingestor.remove(doc_id)
+            finally:
+                store.close()
+            if self.is_upload(doc):
+                Path(doc.uri).unlink(missing_ok=True)
+            wiring.refresh_keyword_index(self.settings, self._svc.store)
+        log.info("deleted %s (%s)", doc.id, doc.uri)
+        return doc
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the service's write slot: refused at once while an ingest job runs, else waits a little."""
+        self._acquire(UPLOAD_WAIT)
+        try:
+            yield
+        finally:
+            self._release()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _acquire(self, wait: float) -> None:
+        if self._active is None and self._writing.acquire(timeout=wait):
+            return
+        active = self._active
+        if active is not None:
+            raise Busy(f"ingest job {active.id} is running; wait until GET /v1/jobs/{active.id} says it is done, "
+                       "then retry")
+        raise Busy("another upload or deletion is being written; retry in a moment")
+
+    def _release(self) -> None:
+        with self._lock:
+            self._active = None
+        self._writing.release()
+
+    def _ingestor(self, on_event=None):
+        store = wiring.build_store(self.settings)
+        return wiring.build_ingestor(self.settings, on_event, embedder=self._svc.embedder, store=store), store
+
+
+def _probe(lock_path: Path) -> None:
+    """Refuse now, not in the background, when another process (lore ingest) holds the ingest lock."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise StoreLocked(f"another ingest is writing to {lock_path.parent.name}; wait for it to finish") from None
+    lock.release()
+
+
+def resolve_in_roots(raw: str, roots: Sequence[Path]) -> Path:
+    """The absolute path `raw` names, refused unless it exists inside an ingest root, links followed."""
+    where = f"paths: {raw!r}"
+    try:
+        os.fsencode(raw)  # a lone surrogate has no file name
+    except UnicodeEncodeError:
+        raise ConfigError(f"{where} is not a usable path") from None
+    if not raw.strip() or any(ord(ch) < 32 for ch in raw):
+        raise ConfigError(f"{where} is not a usable path")
+    p = Path(raw)
+    if ".." in p.parts:
+        raise ConfigError(f"{where} contains '..'; give the path inside {ROOTS_VAR} without it")
+    real_roots = [(Path(os.path.abspath(r)), _real(r)) for r in roots]
+    tries = [p] if p.is_absolute() else [lex / p for lex, _ in real_roots]
+    escapes = False
+    for t in tries:
+        lexical, real = Path(os.path.abspath(t)), _real(t)
+        if not any(_inside(lexical, lex) or _inside(lexical, rr) for lex, rr in real_roots):
+            continue
+        if real is None or not any(_inside(real, rr) for _, rr in real_roots):
+            escapes = True  # a link (or a loop) leads out of the roots
+        elif real.exists():
+            return lexical
+    if escapes:
+        raise ConfigError(f"{where} links outside the folders {ROOTS_VAR} allows; ingest the target's own "
+                          "folder or add it to the setting")
+    if p.is_absolute() and not any(_inside(p, lex) or _inside(p, rr) for lex, rr in real_roots):
+        raise ConfigError(f"{where} is not inside the folders {ROOTS_VAR} allows "
+                          f"({', '.join(str(lex) for lex, _ in real_roots)}); use a path under one of them")
+    raise ConfigError(f"{where} does not exist inside the folders {ROOTS_VAR} allows; check the path")
+
+
+def _real(p: Path) -> Path | None:
+    try:
+        return Path(p).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+
+
+def _inside(p: Path, root: Path | None) -> bool:
+    return root is not None and (p == root or p.is_relative_to(root))
+
+
+def _no_escapes(paths: Sequence[str], exclude: Sequence[str], roots: Sequence[Path]) -> None:
+    """Refuse a folder holding a link to a file or folder outside the roots: the walk would follow it."""
+    real_roots = [r for r in (_real(x) for x in roots) if r is not None]
+    for cand in discover(paths, exclude).candidates:
+        real = _real(cand.path)
+        if real is None or not any(_inside(real, r) for r in real_roots):
+            raise ConfigError(f"paths: {cand.path} links outside the folders {ROOTS_VAR} allows; remove the link or "
+                              "exclude it (exclude: [...])")
+
+
+def safe_filename(raw: str | None) -> str:
+    """An uploaded file's name, safe to store: the last path part, no control characters, no leading dots, capped."""
+    name = unicodedata.normalize("NFC", raw or "")
+    name = re.split(r"[/\\]", name)[-1]
+    name = "".join(ch for ch in name if not unicodedata.category(ch).startswith("C"))
+    name = re.sub(r"[^\w.\- ()+,@]", "_", name)
+    name = re.sub(r"\.{2,}", ".", re.sub(r"\s+", " ", name)).strip(" .")
+    stem, ext = os.path.splitext(name)
+    if len(name) > MAX_NAME:
+        name = stem[:MAX_NAME - len(ext)].rstrip(" .") + ext
+        stem = os.path.splitext(name)[0]
+    if not stem or format_of(name) is None:
+        raise UnsupportedFormat(name or "(no name)", f"the file name needs a supported extension; {_ALLOWED}")
+    return name
+
+
+def check_type(name: str, data: bytes) -> None:
+    """Refuse content that is not what the extension says (415); an empty file is left to the parser (422)."""
+    fmt = format_of(name)
+    if not data:
+        return
+    if fmt == "pdf":
+        if b"%PDF-" not in data[:1024]:
+            raise UnsupportedFormat(name, f"is not a PDF (no %PDF header); {_ALLOWED}")
+    elif fmt in _OFFICE_PART:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                ok = _OFFICE_PART[fmt] in z.namelist()
+        except (zipfile.BadZipFile, ValueError, OSError):
+            ok = False
+        if not ok:
+            raise UnsupportedFormat(name, f"is not a {fmt.upper()} document; {_ALLOWED}")
+    else:
+        kind = next((what for magic, what in _MAGIC if data.startswith(magic)), None)
+        if kind or b"\x00" in data[:8192]:
+            raise UnsupportedFormat(name, f"is {kind or 'binary data'}, not text; {_ALLOWED}")
