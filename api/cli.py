@@ -298,6 +298,7 @@ from api.cli_eval import eval_app  # noqa: E402 - the sub-app imports this modul
 
 app.add_typer(eval_app, name="eval")
 import api.cli_serve  # noqa: E402,F401 - registers `lore serve` and `lore keys`
+import api.cli_slack  # noqa: E402,F401 - registers `lore slack`
 
 
 def main() -> None:  # pragma: no cover

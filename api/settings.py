@@ -140,6 +140,29 @@ class AuditSettings(BaseModel):
                          "recorded questions, answer texts, citation quotes and feedback comments")
 
 
+class SlackSettings(BaseModel):
+    """The Slack bot (docs/slack.md): Events API at /slack/events in `lore serve`, or `lore slack --socket`."""
+
+    bot_token: SecretStr = Field(SecretStr(""), description="xoxb-… bot token; empty = the bot is off")
+    signing_secret: SecretStr = Field(SecretStr(""), description="verifies that requests come from Slack")
+    app_token: SecretStr = Field(SecretStr(""), description="xapp-… app-level token, for Socket Mode only")
+    api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (tests point it at a "
+                         "local server)")
+    users: dict[str, str] = Field({}, description="Slack user id -> Lore user id, e.g. {\"U024BE7LH\": \"ana\"}; "
+                                  "unmapped users are known by their Slack e-mail when Slack shares it")
+    email_domains: dict[str, list[str]] = Field({}, description="e-mail domain -> Lore groups, e.g. "
+                                                "{\"acme.com\": [\"staff\"]}")
+    user_groups: dict[str, list[str]] = Field({}, description="Slack user group id or handle -> Lore groups")
+    default_groups: list[str] = Field([], description="groups of users no mapping names; [] = public only")
+    channel_permissions: Literal["common", "strict"] = Field(
+        "common", description="answers in channels use what every member may read (common: the groups all "
+        "members share) or public passages only (strict); direct messages use the asker's own permissions")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token.get_secret_value() and self.signing_secret.get_secret_value())
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not echo LORE_LLM__API_KEY
     model_config = SettingsConfigDict(env_prefix="LORE_", env_nested_delimiter="__", extra="ignore",
@@ -156,6 +179,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     server: ServerSettings = ServerSettings()
     audit: AuditSettings = AuditSettings()
+    slack: SlackSettings = SlackSettings()
 
     @field_validator("default_acl")
     @classmethod

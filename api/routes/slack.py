@@ -1,0 +1,5 @@
+"""(being written) Slack Events API at /slack/events."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
