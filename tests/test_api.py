@@ -45,9 +45,12 @@ def test_restricted_passage_only_for_its_group(api_env):
     with api_env.client(api_env.keys["reader"]) as c:
         sam = c.post("/v1/search", json={"query": RESTRICTED, "top_k": 20}).json()
         ans = c.post("/v1/ask", json={"question": f"what is the {RESTRICTED}?"}).json()
+        with c.stream("POST", "/v1/ask/stream", json={"question": f"what is the {RESTRICTED}?"}) as r:
+            streamed = r.read().decode()
     assert any("compensation" in h["uri"] for h in hr["hits"])
     assert not any("compensation" in h["uri"] for h in sam["hits"])
     assert not any("compensation" in x["uri"] for x in ans["hits"] + ans["citations"])
+    assert "compensation" not in streamed.lower() and "68,000" not in streamed
 
 
 def test_stream_sends_deltas_then_the_validated_answer(api_env):
