@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api import errors
 from api.deps import Services
@@ -33,7 +34,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         yield
         svc.close()
 
-    app = FastAPI(title="Lore", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # /docs with Swagger UI's assets served from the package: offline users get it too (no CDN). ReDoc is
+    # off: its page still fetches a logo from a CDN.
+    app = FastAPIOffline(title="Lore", version="1", description=DESCRIPTION, lifespan=lifespan, redoc_url=None)
     app.state.services = svc
     errors.install(app)
     s = settings.server

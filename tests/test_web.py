@@ -347,3 +347,16 @@ def test_untrusted_document_text_is_shown_as_text_in_demo_mode(browser, tmp_path
     page.context.close()
     assert pwned is None and not problems
     assert '<img src=x onerror="window.__pwned=1">' in shown and "<script>window.__pwned=2</script>" in shown
+
+
+def test_api_docs_render_offline(browser, api_env):
+    """/docs loads Swagger UI from Lore itself: it works for offline users too."""
+    page, problems = new_page(browser)
+    hosts = []
+    page.on("request", lambda r: hosts.append(re.sub(r"^\w+://([^/]+).*", r"\1", r.url)))
+    page.goto(api_env.url + "/docs")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert "/v1/ask" in page.content()
+    external = [h for h in hosts if h != f"127.0.0.1:{api_env.port}" and not h.startswith("data:")]
+    assert hosts and not external, external
+    page.context.close()
