@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 from api import errors
 from api.deps import Services
 from api.metrics import MetricsMiddleware
-from api.routes import admin, ask, documents, health, openai_compat, slack, web
+from api.routes import admin, analytics, ask, documents, health, openai_compat, slack, web
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(errors.BodyLimit, max_bytes=s.max_request_kb * 1024, upload_bytes=int(s.max_upload_mb * 2**20),
                        upload_paths=("/v1/documents",))
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
-    for module in (ask, documents, admin, openai_compat, slack, health, web):
+    for module in (ask, documents, admin, analytics, openai_compat, slack, health, web):
         app.include_router(module.router)
     return app
 

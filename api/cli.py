@@ -1,4 +1,4 @@
-"""The `lore` command line: ingest, docs, rm, show, search, ask, eval, serve, keys."""
+"""The `lore` command line: ingest, docs, rm, show, search, ask, eval, serve, keys, slack, gaps, stale, conflicts."""
 
 from __future__ import annotations
 
@@ -299,6 +299,7 @@ from api.cli_eval import eval_app  # noqa: E402 - the sub-app imports this modul
 app.add_typer(eval_app, name="eval")
 import api.cli_serve  # noqa: E402,F401 - registers `lore serve` and `lore keys`
 import api.cli_slack  # noqa: E402,F401 - registers `lore slack`
+import api.cli_analytics  # noqa: E402,F401 - registers `lore gaps`, `lore stale`, `lore conflicts`
 
 
 def main() -> None:  # pragma: no cover

@@ -92,22 +92,27 @@ class AlternativeOut(BaseModel):
     uri: str
 
 
-class HitOut(BaseModel):
-    rank: int
-    score: float
+class PassageFields(BaseModel):
+    """A passage and its provenance: what a hit and an opened citation both show."""
+
     chunk_id: str
     doc_id: str
     title: str
     uri: str
     doc_type: str
-    version: str
+    version: str = Field(..., description="sha256 of the document version the passage belongs to")
     updated_at: str
     section: list[str]
     page_start: int | None
     page_end: int | None
-    start: int
+    start: int = Field(..., description="the passage's span in the document's normalized text")
     end: int
-    text: str
+    text: str = Field(..., description="the passage")
+
+
+class HitOut(PassageFields):
+    rank: int
+    score: float
     stages: StagesOut
     alternatives: list[AlternativeOut] = Field(..., description="the same text found in other places")
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Caller
 from api.deps import Services, admin, caller, services
 from api.errors import NotFound
-from api.schemas import errors
+from api.schemas import PassageFields, errors
 from ingest.errors import DocumentNotFound
 from ingest.formats import SUPPORTED
 from ingest.types import Chunk, SourceDoc
@@ -64,20 +64,7 @@ class ContextOut(BaseModel):
     text: str
 
 
-class PassageOut(BaseModel):
-    chunk_id: str
-    doc_id: str
-    title: str
-    uri: str
-    doc_type: str
-    version: str
-    updated_at: str
-    section: list[str]
-    page_start: int | None
-    page_end: int | None
-    start: int = Field(..., description="the passage's span in the document's normalized text")
-    end: int
-    text: str = Field(..., description="the passage")
+class PassageOut(PassageFields):
     context: ContextOut = Field(..., description="the passage's section around it; a citation's quote is "
                                 "context.text[quote.start - context.start : quote.end - context.start]")
     previous_chunk_id: str | None

@@ -1,0 +1,67 @@
+"""Stale sources: the most-cited documents, oldest update first, so the ones answers lean on get reviewed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable
+
+from api.audit import AuditRecord, utc_iso
+from ingest.errors import ConfigError
+
+
+@dataclass(slots=True)
+class _Cited:
+    answers: int = 0
+    last: str = ""
+    versions: Counter = field(default_factory=Counter)  # version -> answers that cited it
+
+
+def count_citations(records: Iterable[AuditRecord]) -> dict[str, _Cited]:
+    """Per document id: how many answers cited it, when last, and which versions."""
+    out: dict[str, _Cited] = {}
+    for r in records:
+        per_doc: dict[str, set] = {}
+        for c in r.citations:
+            if c.get("doc_id"):
+                per_doc.setdefault(c["doc_id"], set()).add(c.get("version"))
+        for doc_id, versions in per_doc.items():
+            x = out.setdefault(doc_id, _Cited())
+            x.answers += 1
+            x.last = max(x.last, r.recorded_at)
+            x.versions.update(v for v in versions if v)
+    return out
+
+
+def _age_days(updated_at: str, now: datetime) -> float:
+    t = datetime.fromisoformat(updated_at)
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return round((now - t).total_seconds() / 86400, 1)
+
+
+def stale_documents(cited: dict[str, _Cited], store, limit: int, now: datetime) -> list[dict]:
+    """The `limit` most-cited documents still in the registry, ordered by age since their last update."""
+    if limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    docs = store.get_documents(list(cited))
+    top = sorted((d for d in cited if d in docs), key=lambda d: (-cited[d].answers, d))[:limit]
+    out = []
+    for doc_id in top:
+        doc, front = docs[doc_id]
+        x = cited[doc_id]
+        old = sum(n for v, n in x.versions.items() if v != doc.version)
+        out.append({"doc_id": doc_id, "title": doc.title, "uri": doc.uri, "doc_type": doc.doc_type,
+                    "updated_at": doc.updated_at, "age_days": _age_days(doc.updated_at, now),
+                    "citations": x.answers, "last_cited_at": x.last, "cited_old_versions": old,
+                    "version": doc.version, "owner": str(front["owner"]) if front.get("owner") else None})
+    out.sort(key=lambda d: (-d["age_days"], -d["citations"], d["doc_id"]))
+    return out
+
+
+def stale_report(svc, limit: int = 20, since: datetime | None = None, until: datetime | None = None) -> dict:
+    """The stale-sources report (GET /v1/analytics/stale, `lore stale`)."""
+    now = datetime.now(timezone.utc)
+    cited = count_citations(svc.audit.iter_records(since, until))
+    return {"generated_at": utc_iso(now), "since": utc_iso(since) if since else None,
+            "until": utc_iso(until) if until else None, "documents": stale_documents(cited, svc.store, limit, now)}
