@@ -45,7 +45,7 @@ class Caller:
 
     principal: Principal
     role: Role
-    via: Literal["key", "proxy", "demo"]
+    via: Literal["key", "proxy", "demo", "slack"]
     key_id: str | None = None
 
     @property

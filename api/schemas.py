@@ -148,7 +148,7 @@ class CallerOut(BaseModel):
     user: str | None
     groups: list[str]
     role: Literal["reader", "admin"]
-    via: Literal["key", "proxy", "demo"]
+    via: Literal["key", "proxy", "demo", "slack"]
     key_id: str | None
 
 

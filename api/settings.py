@@ -162,6 +162,13 @@ class SlackSettings(BaseModel):
     def enabled(self) -> bool:
         return bool(self.bot_token.get_secret_value() and self.signing_secret.get_secret_value())
 
+    @model_validator(mode="after")
+    def _names(self) -> "SlackSettings":
+        from api.slack.principals import _check  # a bad user id or group name is named at startup
+
+        _check(self)
+        return self
+
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not echo LORE_LLM__API_KEY

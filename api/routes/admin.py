@@ -69,7 +69,8 @@ class AuditRecordOut(BaseModel):
     user: str | None
     groups: list[str]
     role: str
-    via: str = Field(..., description="how the caller authenticated: key, proxy or demo")
+    via: str = Field(..., description="how the caller authenticated: key, proxy, demo or slack (a Slack user; "
+                     "key_id is then slack:<team>:<channel>, the conversation the answer was posted in)")
     key_id: str | None
     channel: str
     context: dict | None = Field(..., description="where in the channel, e.g. the Slack channel and thread")

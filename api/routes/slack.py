@@ -1,5 +1,58 @@
-"""(being written) Slack Events API at /slack/events."""
+"""Slack's Events API, slash commands and interactivity at POST /slack/events (docs/slack.md).
 
-from fastapi import APIRouter
+Slack's own protocol, signed with the app's signing secret, so it is left out of the OpenAPI schema: its
+callers are Slack's servers, not API clients. Bolt runs on a worker thread; it returns as soon as the
+listener acknowledges, and the answer follows on the bot's own thread pool.
+"""
 
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk.signature import SignatureVerifier
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Services, services
+from api.errors import body as error_body
+from ingest.errors import LoreError
+
+log = logging.getLogger(__name__)
 router = APIRouter()
+_OFF = ("the Slack bot is not configured on this server: set LORE_SLACK__BOT_TOKEN and LORE_SLACK__SIGNING_SECRET "
+        "(docs/slack.md)")
+
+
+def _signed(secret: str, raw: bytes, request: Request) -> bool:
+    try:
+        return SignatureVerifier(secret).is_valid(raw, request.headers.get("x-slack-request-timestamp", "0"),
+                                                  request.headers.get("x-slack-signature", ""))
+    except ValueError:  # a timestamp that is not a number
+        return False
+
+
+@router.post("/slack/events", include_in_schema=False)
+async def events(request: Request, svc: Services = Depends(services)) -> Response:
+    """Events (app_mention, message.im), /lore and button clicks; url_verification answers the challenge."""
+    if not svc.settings.slack.enabled:
+        return JSONResponse(error_body("not_found", _OFF), status_code=404)
+    raw = await request.body()
+    # checked before parsing too, so an unsigned body of any shape is a 401 and never reaches a parser
+    if not _signed(svc.settings.slack.signing_secret.get_secret_value(), raw, request):
+        return JSONResponse(error_body("unauthorized", "the request is not signed by Slack (bad signature, or a "
+                                       "timestamp more than 5 minutes off)"), status_code=401)
+    from api.slack.bot import bolt_app
+
+    try:
+        app = bolt_app(svc)
+    except LoreError as exc:  # a bad LORE_SLACK__* mapping: Slack only shows "delivery failed", so log it
+        log.error("the Slack bot cannot start: %s", exc)
+        return JSONResponse(error_body("not_configured", f"the Slack bot cannot start: {exc}"), status_code=503)
+    try:
+        req = to_bolt_request(request, raw)
+    except ValueError:
+        return JSONResponse(error_body("bad_request", "the body is not a Slack payload"), status_code=400)
+    resp = await run_in_threadpool(app.dispatch, req)
+    return to_starlette_response(resp)
