@@ -14,6 +14,8 @@ With `--corpus DIR` the folder is ingested (incrementally) into an eval cache, b
 
 Metrics (answerable questions unless said otherwise):
 - gold_hit@5: a gold document is among the first 5 hits the answer considered;
+- gold_recall@5 / gold_mrr: share of the gold documents among the first 5 distinct documents of the
+  hits, and the mean reciprocal rank of the first one;
 - gold_cited: the answer cites a gold document (an abstention cites nothing);
 - must_contain: every must_contain string appears in the answer text or its quotes;
 - citation_validity (all answers): share of citations that resolve to a stored, current chunk of a
@@ -21,7 +23,13 @@ Metrics (answerable questions unless said otherwise):
   the document text;
 - abstention: precision and recall of `no_evidence` as a detector of unanswerable questions, and the
   share of answerable questions that abstained;
-- latency_ms: p50 / p95 of `Answer.timings["total_ms"]` after one warm-up question.
+- latency_ms: p50 / p95 of `Answer.timings["total_ms"]` after one warm-up question;
+- by_doc_type: gold_hit@5, gold_cited and must_contain per doc type of the gold documents.
+Every question's outcome is kept in `cases`; `lore eval qa` saves them in a run file with the settings
+(evals/report.py) for reports and `lore eval compare`.
+
+Lines exported by `lore eval export-feedback` load once reviewed: a line whose `answerable` is still null
+is refused with its line number and what to fill in.
 
 `--calibrate` answers every question once with the abstention threshold off, then sweeps the threshold
 over the confidences seen and recommends the one that abstains on the most unanswerable questions while
@@ -45,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from evals.retrieval_eval import _progress, ingest_corpus, json_lines  # noqa: E402
+from evals.retrieval_eval import _progress, ingest_corpus, json_lines, run_meta  # noqa: E402
 from ingest.errors import ConfigError  # noqa: E402
 
 FIELDS = {"id": str, "question": str, "answerable": bool, "gold_docs": list, "must_contain": list}
@@ -61,6 +69,11 @@ def load_dataset(path: str | Path) -> list[dict]:
         raise ConfigError(f"{path}: dataset not found; pass --dataset a JSONL file (evals/datasets/README.md)")
     rows, seen = [], set()
     for n, row in json_lines(path, "see evals/datasets/README.md"):
+        if "answerable" in row and row["answerable"] is None:
+            raise ConfigError(f"{path}:{n}: case {row.get('id')!r} is not reviewed yet: set \"answerable\" to "
+                              "true or false and, when true, list the documents that answer it in \"gold_docs\" "
+                              "(paths relative to the corpus) and its key facts in \"must_contain\"; or delete "
+                              "the line (evals/datasets/README.md)")
         for key, typ in FIELDS.items():
             if not isinstance(row.get(key), typ):
                 raise ConfigError(f"{path}:{n}: field {key!r} must be a {typ.__name__} "
@@ -142,37 +155,84 @@ def answer_all(rows: list[dict], assistant, progress: bool = True, label: str = 
     return out
 
 
+def gold_ranks(hits: list[dict], gold_docs: list[str]) -> list[int | None]:
+    """For each gold document, its 1-based rank among the distinct documents of the hits (None: absent)."""
+    docs: list[str] = []
+    for h in hits:
+        if h["uri"] not in docs:
+            docs.append(h["uri"])
+    return [next((i for i, u in enumerate(docs, 1) if is_gold(u, [g])), None) for g in gold_docs]
+
+
+def gold_doc_types(store, rows: list[dict]) -> dict[str, str]:
+    """gold_docs entry -> doc type of the stored document it names (folder rules when it is not stored)."""
+    from ingest.pipeline import doc_type_for
+
+    docs = [(d.uri, d.doc_type) for d in store.documents()]
+    out = {}
+    for g in {g for r in rows for g in r["gold_docs"]}:
+        out[g] = next((t for uri, t in docs if is_gold(uri, [g])), None) or doc_type_for(Path(g), {}, None)
+    return out
+
+
+def _case(row: dict, a: dict, confidence: float, ok: list[bool], types: dict[str, str]) -> dict:
+    abstained = a["status"] == "no_evidence"
+    t = a["timings"]
+    case = {"id": row["id"], "question": row["question"], "answerable": row["answerable"],
+            "status": a["status"], "confidence": round(confidence, 4), "abstained": abstained,
+            "citations_valid": all(ok), "n_citations": len(ok), "n_valid": sum(ok), "total_ms": t["total_ms"],
+            "retrieve_ms": t.get("retrieve_ms"), "answer_ms": t.get("answer_ms"), "text": a["text"],
+            "cited": [c["uri"] for c in a["citations"]], "top5": [h["uri"] for h in a["hits"][:5]],
+            "gold_docs": row["gold_docs"], "facts": row["must_contain"],
+            "doc_types": sorted({types[g] for g in row["gold_docs"]})}
+    if row["answerable"]:
+        ranks = gold_ranks(a["hits"], row["gold_docs"])
+        hay = _norm(" \n ".join([a["text"], *(c["quote"] for c in a["citations"])]))
+        case["gold_ranks"] = ranks
+        case["gold_hit@5"] = any(is_gold(h["uri"], row["gold_docs"]) for h in a["hits"][:5])
+        case["gold_recall@5"] = round(sum(r is not None and r <= 5 for r in ranks) / len(ranks), 4)
+        case["gold_rr"] = round(1 / min((r for r in ranks if r), default=float("inf")), 4)
+        case["gold_cited"] = any(is_gold(c["uri"], row["gold_docs"]) for c in a["citations"])
+        case["missing"] = [] if abstained else [m for m in row["must_contain"] if _norm(m) not in hay]
+        case["must_contain"] = (not abstained) and contains_all(a, row["must_contain"])
+    return case
+
+
+def share(xs: list[dict], key: str) -> float:
+    return round(sum(bool(x[key]) for x in xs) / len(xs), 4) if xs else 0.0
+
+
+def _mean(xs: list[dict], key: str) -> float:
+    return round(sum(x[key] for x in xs) / len(xs), 4) if xs else 0.0
+
+
+def by_doc_type(cases: list[dict]) -> dict[str, dict]:
+    """Answerable questions grouped by the doc type of their gold documents (a mixed one counts in each)."""
+    out: dict[str, dict] = {}
+    for t in sorted({t for c in cases if c["answerable"] for t in c["doc_types"]}):
+        xs = [c for c in cases if c["answerable"] and t in c["doc_types"]]
+        out[t] = {"questions": len(xs), **{k: share(xs, k) for k in ("gold_hit@5", "gold_cited", "must_contain")}}
+    return out
+
+
 def score(results: list[dict], store) -> dict:
-    ans_rows = [r for r in results if r["row"]["answerable"]]
-    un_rows = [r for r in results if not r["row"]["answerable"]]
+    types = gold_doc_types(store, [r["row"] for r in results])
     cases, n_cit, n_ok = [], 0, 0
     for r in results:
-        row, a = r["row"], r["answer"]
+        a = r["answer"]
         readable = {h["chunk_id"] for h in a["hits"]}
         ok = [citation_ok(c, store, readable) for c in a["citations"]]
         n_cit += len(ok)
         n_ok += sum(ok)
-        abstained = a["status"] == "no_evidence"
-        case = {"id": row["id"], "question": row["question"], "answerable": row["answerable"],
-                "status": a["status"], "confidence": round(r["confidence"], 4), "abstained": abstained,
-                "citations_valid": all(ok), "total_ms": a["timings"]["total_ms"], "text": a["text"],
-                "cited": [c["uri"] for c in a["citations"]], "top5": [h["uri"] for h in a["hits"][:5]]}
-        if row["answerable"]:
-            case["gold_hit@5"] = any(is_gold(h["uri"], row["gold_docs"]) for h in a["hits"][:5])
-            case["gold_cited"] = any(is_gold(c["uri"], row["gold_docs"]) for c in a["citations"])
-            case["must_contain"] = (not abstained) and contains_all(a, row["must_contain"])
-        cases.append(case)
+        cases.append(_case(r["row"], a, r["confidence"], ok, types))
     answerable = [c for c in cases if c["answerable"]]
     unanswerable = [c for c in cases if not c["answerable"]]
     abstained = [c for c in cases if c["abstained"]]
-
-    def share(xs: list[dict], key: str) -> float:
-        return round(sum(bool(x[key]) for x in xs) / len(xs), 4) if xs else 0.0
-
     lat = [c["total_ms"] for c in cases]
     return {
-        "questions": len(cases), "answerable": len(ans_rows), "unanswerable": len(un_rows),
-        "gold_hit@5": share(answerable, "gold_hit@5"), "gold_cited": share(answerable, "gold_cited"),
+        "questions": len(cases), "answerable": len(answerable), "unanswerable": len(unanswerable),
+        "gold_hit@5": share(answerable, "gold_hit@5"), "gold_recall@5": _mean(answerable, "gold_recall@5"),
+        "gold_mrr": _mean(answerable, "gold_rr"), "gold_cited": share(answerable, "gold_cited"),
         "must_contain": share(answerable, "must_contain"),
         "citation_validity": round(n_ok / n_cit, 4) if n_cit else 1.0, "citations": n_cit,
         "abstention": {
@@ -181,6 +241,7 @@ def score(results: list[dict], store) -> dict:
             "answerable_abstained": share(answerable, "abstained"),
         },
         "latency_ms": {"p50": pct(lat, 0.5), "p95": pct(lat, 0.95), "max": round(max(lat), 2) if lat else 0.0},
+        "by_doc_type": by_doc_type(cases),
         "cases": cases,
     }
 
@@ -199,7 +260,8 @@ def run_qa(dataset: str | Path, corpus: str | Path | None = None, data_dir: str 
     out = score(results, assistant.retriever.store)
     out.update({"dataset": str(dataset), "corpus": str(corpus) if corpus else None, "data_dir": str(s.data_dir),
                 "ingest": ingest, "run_s": round(time.perf_counter() - t0, 1), "models": assistant.models,
-                "threshold": assistant.config.threshold})
+                "threshold": assistant.config.threshold, "top_k": assistant.top_k})
+    out.update(run_meta("qa", s))
     return out
 
 

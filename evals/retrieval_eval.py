@@ -8,7 +8,8 @@ ingested with `api.wiring.build_ingestor` into the data dir (default `.lore-eval
 current directory), incrementally, so a second run skips unchanged documents. Every query that has
 judgments in the split is then run through `build_retriever(settings).search(..., top_k=100)` in the
 modes hybrid, dense and keyword; chunk hits become document hits (a document ranks where its best
-chunk ranks) and ranx scores nDCG@10, recall@10, recall@100 and MRR@10.
+chunk ranks) and ranx scores nDCG@10, recall@10, recall@100 and MRR@10. `per_query` keeps each query's
+metrics, latency and the ranks of its relevant documents (recall@k curves, `lore eval compare`).
 """
 
 from __future__ import annotations
@@ -176,16 +177,68 @@ def doc_ranking(hits, uri_to_id: dict[str, str]) -> dict[str, float]:
     return {bid: float(n - i) for i, bid in enumerate(order)}
 
 
-def evaluate(qrels: dict, run: dict) -> dict[str, float]:
+def evaluate(qrels: dict, run: dict, per_query: dict | None = None) -> dict[str, float]:
+    """Mean of each metric; with `per_query` given, also fill it with {query id: {metric: value}}."""
     import warnings
 
     from ranx import Qrels, Run, evaluate as rx
 
-    run = {q: (run.get(q) or {"__none__": 0.0}) for q in qrels}
+    ranked = Run({q: (run.get(q) or {"__none__": 0.0}) for q in qrels})
     with warnings.catch_warnings():  # numba's uint64 -> int64 cast notice inside ranx's MRR
         warnings.simplefilter("ignore")
-        m = rx(Qrels(qrels), Run(run), list(METRICS))
+        m = rx(Qrels(qrels), ranked, list(METRICS))
+    if per_query is not None:
+        for k in METRICS:
+            for q, v in ranked.scores[k].items():
+                per_query.setdefault(q, {})[k] = round(float(v), 4)
     return {k: round(float(m[k]), 4) for k in METRICS}
+
+
+def relevant_ranks(ranking: dict[str, float], relevant: dict[str, int]) -> list[int]:
+    """1-based ranks of the relevant documents the ranking holds (its scores fall with rank)."""
+    order = sorted(ranking, key=ranking.get, reverse=True)
+    return [i for i, d in enumerate(order, 1) if d in relevant]
+
+
+def _clean_url(url: str | None) -> str | None:
+    """A URL without user:password, which may carry a credential."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return url
+    u = urlsplit(url)
+    return urlunsplit(u._replace(netloc=u.hostname + (f":{u.port}" if u.port else ""))) if u.hostname else url
+
+
+def settings_snapshot(s) -> dict:
+    """What decides quality in a run: embedding, retrieval, answer and model settings; never a secret."""
+    llm = s.llm
+    return {"embedding": {"model": s.embedding.model, "backend": s.embedding.backend},
+            "retrieval": s.retrieval.model_dump(mode="json"), "answer": s.answer.model_dump(mode="json"),
+            "llm": {"enabled": llm.enabled, "model": llm.model, "base_url": _clean_url(llm.base_url),
+                    "azure": bool(llm.api_version), "prompt_version": llm.prompt_version,
+                    "passages": llm.passages, "temperature": llm.temperature, "max_tokens": llm.max_tokens,
+                    "condense": llm.condense},
+            "chroma": "server" if s.chroma_url else "embedded", "default_acl": list(s.default_acl),
+            "ingest_exclude": list(s.ingest.exclude)}
+
+
+def run_meta(kind: str, s) -> dict:
+    """Identifies a run for `lore eval compare`: kind, time, code version and settings."""
+    import subprocess
+    from datetime import datetime, timezone
+
+    git = None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            git = {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass  # a run outside a checkout simply has no commit
+    return {"kind": kind, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git": git,
+            "snapshot": settings_snapshot(s)}
 
 
 def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | None = None, settings=None,
@@ -218,17 +271,26 @@ def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | N
     who = Principal()
     out: dict = {}
     timings: dict[str, float] = {}
+    rows = {q: {"id": q, "query": text, "relevant": len(qrels[q]), "modes": {}} for q, text in queries.items()}
+    for mode in modes:  # load the model and indexes before the clock runs
+        retriever.search("warm-up query", who, top_k=1, mode=mode)
     with _progress(progress) as bar:
         for mode in modes:
             task = bar.add_task(f"{split} queries, {mode}", total=len(queries))
             run: dict[str, dict[str, float]] = {}
             t1 = time.perf_counter()
             for qid, text in queries.items():
+                t2 = time.perf_counter()
                 hits = retriever.search(text, who, top_k=top_k, mode=mode).hits
+                ms = round((time.perf_counter() - t2) * 1000, 2)
                 run[qid] = doc_ranking(hits, names)
+                rows[qid]["modes"][mode] = {"ms": ms, "ranks": relevant_ranks(run[qid], qrels[qid])}
                 bar.advance(task)
             timings[mode] = round((time.perf_counter() - t1) / len(queries) * 1000, 2)
-            out[mode] = evaluate(qrels, run)
+            per_query: dict[str, dict[str, float]] = {}
+            out[mode] = evaluate(qrels, run, per_query)
+            for qid, m in per_query.items():
+                rows[qid]["modes"][mode].update(m)
     r = s.retrieval
     out.update({
         "queries": len(queries), "docs": len(corpus), "dataset": beir_dir.resolve().name, "split": split,
@@ -238,7 +300,9 @@ def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | N
                      "dense_weight": r.dense_weight, "rrf_k": r.rrf_k, "depth": r.depth,
                      "title_weight": r.title_weight, "section_weight": r.section_weight,
                      "reranker": r.reranker, "top_k": top_k},
+        "modes": list(modes), "metrics": list(METRICS), "per_query": list(rows.values()),
     })
+    out.update(run_meta("retrieval", s))
     return out
 
 
@@ -254,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    res.pop("per_query")
     if args.json:
         print(json.dumps(res))
     else:

@@ -51,7 +51,8 @@ def test_eval_qa_scores_a_question_set(tmp_path, kb):
     assert [c["id"] for c in cases] == ["q1", "q2", "q3", "q4"] and cases[2]["status"] == "no_evidence"
 
 
-def test_eval_qa_counts_a_missing_fact_and_a_wrong_gold_doc(tmp_path, kb):
+def test_eval_qa_counts_a_missing_fact_and_a_wrong_gold_doc(tmp_path, kb, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the run's report goes to ./.lore-eval/runs/
     wrong = [dict(QA[0], must_contain=["40 hours", "no such phrase anywhere"], gold_docs=["specs/payments-api.md"])]
     res = _last_json(runner.invoke(app, ["eval", "qa", "--dataset", str(_write(tmp_path / "w.jsonl", wrong)),
                                          "--corpus", str(SAMPLES), "--data-dir", str(kb), "--json"]))
@@ -90,7 +91,8 @@ BEIR_DOCS = {
 }
 
 
-def test_eval_retrieval_on_a_tiny_beir_dataset(tmp_path):
+def test_eval_retrieval_on_a_tiny_beir_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     beir = tmp_path / "tiny"
     (beir / "qrels").mkdir(parents=True)
     _write(beir / "corpus.jsonl", [{"_id": k, "title": t, "text": x} for k, (t, x) in BEIR_DOCS.items()])
