@@ -109,3 +109,18 @@ def api_env(tmp_path_factory, onnx_cache):
                     "hr": keys.create("ana", "hr", "reader")[0],
                     "admin": keys.create("root", "", "admin")[0]}
         yield srv
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium driven by Playwright, one per test session (the web page tests)."""
+    from playwright.sync_api import sync_playwright
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail("Debian chromium is not installed, so the web page cannot be tested: run `make browser`",
+                    pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        yield b
+        b.close()

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 PTO = "How many PTO hours can I carry over into next year?"
 ABSENT = "what is our parental leave policy?"
@@ -22,18 +21,6 @@ RESTRICTED = "salary band for a senior engineer in Lisbon"
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "api" / "web"
 SHOTS = REPO / "docs" / "screenshots" if os.environ.get("LORE_SCREENSHOTS") == "1" else None
-
-
-@pytest.fixture(scope="session")
-def browser() -> Browser:
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.fail("Debian chromium is not installed, so the web page cannot be tested: run `make browser`",
-                    pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def new_page(browser: Browser, **kw) -> tuple[Page, list[str]]:

@@ -1,4 +1,5 @@
-"""The support agents' page: `/` and its static assets, plain files with no build step and no CDN."""
+"""The support agents' page (`/`), the admins' page (`/admin`) and their static assets: plain files with no
+build step and no CDN."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ router = APIRouter(include_in_schema=False)
 WEB = Path(__file__).resolve().parent.parent / "web"
 # a fixed whitelist: the URL never names a path on disk
 JS = "text/javascript; charset=utf-8"
-ASSETS = {"app.js": JS, "api.js": JS, "view.js": JS, "style.css": "text/css; charset=utf-8",
-          "favicon.svg": "image/svg+xml"}
+CSS = "text/css; charset=utf-8"
+ASSETS = {"app.js": JS, "api.js": JS, "view.js": JS, "style.css": CSS, "favicon.svg": "image/svg+xml",
+          "admin.js": JS, "charts.js": JS, "admin.css": CSS}
 # documents are untrusted: no inline script or style, nothing fetched from elsewhere, no framing
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -44,6 +46,12 @@ def _serve(request: Request, name: str, media_type: str) -> Response:
 def index(request: Request) -> Response:
     """The page; `/?passage=<chunk id>&start=&end=` opens a passage with that span highlighted."""
     return _serve(request, "index.html", "text/html; charset=utf-8")
+
+
+@router.get("/admin")
+def admin_page(request: Request) -> Response:
+    """Gaps, stale sources and conflicts with charts; the page itself is public, its data needs an admin key."""
+    return _serve(request, "admin.html", "text/html; charset=utf-8")
 
 
 @router.get("/static/{name}")
