@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, Protocol, Sequence
 
@@ -26,7 +25,6 @@ Mode = Literal["hybrid", "dense", "keyword"]
 OVERFETCH = 8  # unfiltered neighbours fetched per wanted dense candidate before falling back to Chroma's filter
 MAX_OVERFETCH = 2000
 SHARE_MARGIN = 1.5  # neighbours fetched per wanted one, over the readable share, when the share is known
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lore-keyword")  # shared by every Retriever
 
 
 class Reranker(Protocol):
@@ -49,7 +47,6 @@ class RetrievalConfig:
     field_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # BM25 weight of title, section, body
     dedup_threshold: float = 0.8  # word-shingle Jaccard at which two passages count as the same text
     rerank_depth: int = 30
-    parallel: bool = True  # hybrid: the keyword search runs beside the query embedding and dense search
 
     def __post_init__(self) -> None:
         if self.fusion not in ("zscore", "weighted", "rrf"):
@@ -94,13 +91,6 @@ class Retriever:
         dense: list[tuple[str, float]] = []
         keyword: list[tuple[str, float]] = []
         if doc_ids != ():
-            # the model (ONNX), Chroma's index and the keyword index's sparse products release the GIL,
-            # so in hybrid mode the keyword side runs on a second thread while the dense side runs here
-            side = None
-            if mode == "hybrid" and self.config.parallel:
-                side = _POOL.submit(self._timed_keyword, query, depth, access, f, doc_ids)
-            elif mode in ("hybrid", "keyword"):
-                keyword, t["keyword"] = self._timed_keyword(query, depth, access, f, doc_ids)
             if mode in ("hybrid", "dense"):
                 t1 = time.perf_counter()
                 vec = self.embedder.embed_query(query)
@@ -108,10 +98,10 @@ class Retriever:
                 t1 = time.perf_counter()
                 dense = self._dense(vec, depth, access, f, doc_ids)
                 t["dense"] = time.perf_counter() - t1
-            if side is not None:
+            if mode in ("hybrid", "keyword"):
                 t1 = time.perf_counter()
-                keyword, t["keyword"] = side.result()
-                t["keyword_wait"] = time.perf_counter() - t1
+                keyword = self._keyword(query, depth, access, f, doc_ids)
+                t["keyword"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         fused = fuse(dense, keyword, self.config.fusion, self.config.dense_weight, self.config.rrf_k)
         need = max(top_k, self.config.rerank_depth) if self.reranker is not None else top_k
@@ -141,8 +131,8 @@ class Retriever:
             readable, share = self._readable_check(access, f, where)
             # with the exact readable share (the keyword index's mask) fetch what should hold `depth`
             # readable neighbours with a margin; without it, a fixed over-fetch
-            n = min(OVERFETCH * depth if share is None else max(int(SHARE_MARGIN * depth / max(share, 1e-9)), depth),
-                    MAX_OVERFETCH)
+            want = OVERFETCH * depth if share is None else int(SHARE_MARGIN * depth / max(share, 1e-9))
+            n = min(max(want, depth), MAX_OVERFETCH)
             for _ in range(2):
                 got = self.vectors.query(vec, n, where=None)
                 ok = readable([c for c, _ in got])
@@ -165,9 +155,11 @@ class Retriever:
             n *= 4
 
     def _readable_check(self, access: Access, f: Filters, where: tuple[str, list]):  # doc_ids is None here
-        """(ids -> the current, permitted, matching ones; the share of chunks readable, when known). With no filter beyond permissions and a current
-        keyword index this is a lookup in the index's permission mask (the same rule, FILTERS.md);
-        otherwise one SQL query over the registry."""
+        """(ids -> the current, permitted, matching ones; the share of chunks readable, when known).
+
+        With no filter beyond permissions and a current keyword index this is a lookup in the index's
+        permission mask (the same rule, FILTERS.md), whose share is exact; otherwise one SQL query over
+        the registry, share unknown."""
         narrowed = _narrowed(f, None)
         idx = self.keyword_index.current() if self.keyword_index is not None and not narrowed else None
         if idx is None:
@@ -178,10 +170,6 @@ class Retriever:
             pos = idx.positions(ids)
             return {c for c, p in zip(ids, pos) if p >= 0 and allowed[p]}
         return check, np.count_nonzero(allowed) / max(len(allowed), 1)
-
-    def _timed_keyword(self, *args) -> tuple[list[tuple[str, float]], float]:
-        t0 = time.perf_counter()
-        return self._keyword(*args), time.perf_counter() - t0
 
     def _keyword(self, query: str, depth: int, access: Access, f: Filters, doc_ids) -> list[tuple[str, float]]:
         """BM25 over permitted, matching chunks: the in-memory index while it is current, else FTS5.
