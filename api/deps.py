@@ -6,7 +6,6 @@ shared by every route, the web page and the Slack bot. FastAPI dependencies belo
 
 from __future__ import annotations
 
-import os
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -29,11 +28,6 @@ class Services:
         self.settings = settings
         self.metrics = Metrics()
         self._lock = threading.RLock()
-        # CPU-bound work (embedding, search, the extractive answerer) past the core count only thrashes:
-        # requests beyond the limit queue here instead (docs/benchmarks.md). With an LLM an answer mostly waits
-        # on the network, so the default is then wider.
-        auto = 32 if settings.llm.enabled else (os.cpu_count() or 2)
-        self.work = threading.BoundedSemaphore(settings.server.max_concurrency or auto)
 
     def _once(self, name: str, build):
         with self._lock:  # cached_property alone may build twice under concurrent first requests

@@ -113,9 +113,6 @@ class ServerSettings(BaseModel):
     proxy_user_header: str = Field("X-Forwarded-User", description="proxy mode: header carrying the user id")
     proxy_groups_header: str = Field("X-Forwarded-Groups", description="proxy mode: comma-separated groups")
     proxy_admin_group: str | None = Field(None, description="proxy mode: members of this group are admins")
-    max_concurrency: int = Field(0, ge=0, le=256, description="questions and searches worked on at once; more "
-                                 "wait their turn (the model and indexes are CPU-bound: past the core count, "
-                                 "throughput falls); 0 = the number of CPU cores, or 32 with an LLM (answers then wait on the network)")
     max_request_kb: int = Field(256, ge=1, description="largest JSON request body")
     max_upload_mb: float = Field(25.0, gt=0, description="largest document upload")
     ingest_roots: list[Path] = Field([], description="folders POST /v1/ingest may read; empty = none")

@@ -43,8 +43,7 @@ def ask(body: AskIn, request: Request, who: Caller = Depends(caller), svc: Servi
     t0 = time.perf_counter()
     history = [t.model_dump() for t in body.history] if body.history else None
     filters = body.filters.to_filters() if body.filters else None
-    with svc.work:
-        answer = svc.assistant.answer(body.question, who.principal, filters, history)
+    answer = svc.assistant.answer(body.question, who.principal, filters, history)
     return finish(svc, who, channel, answer, t0)
 
 
@@ -72,8 +71,7 @@ def ask_stream(body: AskIn, who: Caller = Depends(caller), svc: Services = Depen
     history = [t.model_dump() for t in body.history] if body.history else None
     filters = body.filters.to_filters() if body.filters else None
     items = svc.assistant.stream(body.question, who.principal, filters, history)
-    with svc.work:  # retrieval (and the whole extractive answer) runs here, so bad input is a 4xx, not a broken stream
-        first = next(items)
+    first = next(items)  # retrieval runs here, so bad input or a down store is a 4xx/5xx, not a broken stream
 
     def events() -> Iterator[str]:
         try:
@@ -96,8 +94,7 @@ def search(body: SearchIn, who: Caller = Depends(caller), svc: Services = Depend
     """Ranked passages the caller may read, each with full provenance and its rank in each stage."""
     t0 = time.perf_counter()
     filters = body.filters.to_filters() if body.filters else None
-    with svc.work:
-        result = svc.retriever.search(body.query, who.principal, filters, body.top_k, mode=body.mode)
+    result = svc.retriever.search(body.query, who.principal, filters, body.top_k, mode=body.mode)
     svc.metrics.observe_search(time.perf_counter() - t0)
     return result.to_dict()
 

@@ -323,8 +323,7 @@ def chat_completions(body: ChatIn, who: Caller = Depends(caller), svc: Services 
     question, history = conversation(body.messages)
     base_url = svc.settings.server.public_url
     if not body.stream:
-        with svc.work:
-            answer = svc.assistant.answer(question, who.principal, None, history or None)
+        answer = svc.assistant.answer(question, who.principal, None, history or None)
         d = finish(svc, who, "openai", answer, t0)
         content = d["text"] + sources_block(d, base_url)
         message = {"role": "assistant", "content": content, "refusal": None}
@@ -333,8 +332,7 @@ def chat_completions(body: ChatIn, who: Caller = Depends(caller), svc: Services 
                                                   "finish_reason": "stop"}],
                 "usage": usage(d, question, history, content), **_extras(d)}
     items = svc.assistant.stream(question, who.principal, None, history or None)
-    with svc.work:  # retrieval runs here, so bad input or a down store is a 4xx/5xx, not a broken stream
-        first = next(items)
+    first = next(items)  # retrieval runs here, so bad input or a down store is a 4xx/5xx, not a broken stream
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def events() -> Iterator[str]:

@@ -189,8 +189,7 @@ class Bot:
             except SlackApiError as exc:  # the question still gets an answer, as a standalone one
                 log.warning("slack conversations.replies %s failed (%s): no history", q.channel,
                             exc.response.get("error"))
-        with self.svc.work:
-            answer = self.svc.assistant.answer(q.text, scope.principal, None, history)
+        answer = self.svc.assistant.answer(q.text, scope.principal, None, history)
         d = answer.to_dict()
         asker = self.directory.lore_user(self.directory.user(q.user))
         who = Caller(Principal.of(asker, list(scope.principal.groups)), "reader", "slack",
