@@ -17,7 +17,7 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 # a fixed whitelist: the URL never names a path on disk
 JS = "text/javascript; charset=utf-8"
 CSS = "text/css; charset=utf-8"
-ASSETS = {"app.js": JS, "api.js": JS, "view.js": JS, "style.css": CSS, "favicon.svg": "image/svg+xml",
+ASSETS = {"app.js": JS, "api.js": JS, "signin.js": JS, "view.js": JS, "style.css": CSS, "favicon.svg": "image/svg+xml",
           "admin.js": JS, "charts.js": JS, "admin.css": CSS}
 # documents are untrusted: no inline script or style, nothing fetched from elsewhere, no framing
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "

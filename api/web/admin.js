@@ -2,6 +2,7 @@
 // Server data (questions, titles, quotes) only ever becomes text nodes, as on the main page (view.js).
 
 import { KEY, getJSON } from "./api.js";
+import { signInHandler } from "./signin.js";
 import { hbars, sparkline } from "./charts.js";
 import { badge, deepLink, el, show } from "./view.js";
 
@@ -52,32 +53,6 @@ function signInView(message) {
   $("api-key").focus();
 }
 
-async function signIn(event) {
-  event.preventDefault();
-  const input = $("api-key");
-  const key = input.value.trim();
-  if (!key) {
-    $("signin-error").textContent = "Enter your API key.";
-    input.setAttribute("aria-invalid", "true");
-    input.focus();
-    return;
-  }
-  const button = $("signin-form").querySelector("button[type=submit]");
-  button.disabled = true;
-  sessionStorage.setItem(KEY, key); // the same tab key as the main page: one sign-in serves both
-  try {
-    const me = await getJSON("/v1/me");
-    input.value = "";
-    enter(me);
-  } catch (err) {
-    sessionStorage.removeItem(KEY);
-    $("signin-error").textContent = err.status === 401 ? "That key was not accepted: " + err.message : err.message;
-    input.setAttribute("aria-invalid", "true");
-    input.select();
-  } finally {
-    button.disabled = false;
-  }
-}
 
 function whoText(me) {
   if (me.via === "demo") return "Demo mode: no sign-in";
@@ -374,7 +349,7 @@ function renderConflicts(data) {
 // ---- wiring -------------------------------------------------------------------------------------
 
 function wire() {
-  $("signin-form").addEventListener("submit", signIn);
+  $("signin-form").addEventListener("submit", signInHandler(enter));
   $("sign-out").addEventListener("click", () => signOut(""));
   $("switch-key").addEventListener("click", () => signOut(""));
   $("filters").addEventListener("submit", apply);

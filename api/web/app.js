@@ -2,6 +2,7 @@
 // Plain DOM, no build step, no third-party code; server data reaches the page only as text (see view.js).
 
 import { ApiError, KEY, call, events, getJSON, postJSON } from "./api.js";
+import { signInHandler } from "./signin.js";
 import { badge, bySource, closest, deepLink, el, pages, passageBody, sectionText, show, source, updated,
          withMarkers } from "./view.js";
 
@@ -31,32 +32,6 @@ function signInView(message) {
   $("api-key").focus();
 }
 
-async function signIn(event) {
-  event.preventDefault();
-  const input = $("api-key");
-  const key = input.value.trim();
-  if (!key) {
-    $("signin-error").textContent = "Enter your API key.";
-    input.setAttribute("aria-invalid", "true");
-    input.focus();
-    return;
-  }
-  const button = $("signin-form").querySelector("button[type=submit]");
-  button.disabled = true;
-  sessionStorage.setItem(KEY, key);
-  try {
-    const me = await getJSON("/v1/me");
-    input.value = "";
-    enter(me);
-  } catch (err) {
-    sessionStorage.removeItem(KEY);
-    $("signin-error").textContent = err.status === 401 ? "That key was not accepted: " + err.message : err.message;
-    input.setAttribute("aria-invalid", "true");
-    input.select();
-  } finally {
-    button.disabled = false;
-  }
-}
 
 function enter(me) {
   state.me = me;
@@ -301,7 +276,7 @@ function closePassage(restoreFocus) {
 // ---- wiring -----------------------------------------------------------------------------------
 
 function wire() {
-  $("signin-form").addEventListener("submit", signIn);
+  $("signin-form").addEventListener("submit", signInHandler(enter));
   $("sign-out").addEventListener("click", () => signOut(""));
   $("ask-form").addEventListener("submit", ask);
   $("question").addEventListener("keydown", (e) => {
