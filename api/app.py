@@ -64,4 +64,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     check_bind(settings, host)
     app = create_app(settings, warm=True)
     log.warning("Lore is serving %s on http://%s:%d (auth: %s)", settings.data_dir, host, port, settings.server.auth)
+    if settings.server.auth == "keys" and not app.state.services.keys.list():
+        log.warning("no API keys yet, so every request will get 401: create one with "
+                    "`lore keys create --user U --groups g1,g2 --role reader|admin`")
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
