@@ -89,3 +89,30 @@ def test_proxy_headers_count_only_from_trusted_addresses(tmp_path):
         assert r.status_code == 401
         key = srv.services.keys.create("sam", "", "reader")[0]
         assert httpx.get(srv.url + "/v1/me", headers={**headers, "Authorization": f"Bearer {key}"}).json()["user"] == "sam"
+
+
+def test_serve_says_how_to_get_a_key_when_there_is_none(tmp_path):
+    import os
+    import time
+
+    from tests.live import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([LORE, "serve", "--port", str(port), "--data-dir", str(tmp_path)], stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "LORE_SERVER__AUTH": "keys"})
+    try:
+        deadline, seen = time.monotonic() + 120, ""
+        while "lore keys create" not in seen and time.monotonic() < deadline and proc.poll() is None:
+            seen += proc.stderr.readline()
+        assert f"http://127.0.0.1:{port}" in seen and "no API keys yet" in seen, seen
+        while time.monotonic() < deadline:  # the warning comes before uvicorn listens
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/v1/me").status_code == 401
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("lore serve did not start listening")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
