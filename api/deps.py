@@ -69,6 +69,15 @@ class Services:
 
         return self._once("_jobs", lambda: Jobs(self))
 
+    def keyword_index_changed(self, wait: bool = False) -> None:
+        """After a write: bring the running retriever's keyword index to the new registry generation
+        (in the background unless `wait`; searches use FTS5 meanwhile). One index is built, by the
+        retriever that uses it and saves it; a retriever not built yet loads or builds it on first use."""
+        retriever = self.__dict__.get("_retriever")
+        acc = retriever.keyword_index if retriever is not None else None
+        if acc is not None:
+            acc.prepare() if wait else acc.current()
+
     def ingestor(self, on_event=None):
         return wiring.build_ingestor(self.settings, on_event, embedder=self.embedder, store=self.store)
 

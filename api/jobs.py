@@ -170,7 +170,7 @@ class Jobs:
             report = ingestor.ingest(list(job.paths), doc_type=job.doc_type, acl=job.acl,
                                      exclude=[*self.settings.ingest.exclude, *job.exclude])
             if report.added or report.updated or report.deleted:
-                wiring.refresh_keyword_index(self.settings, self._svc.store)
+                self._svc.keyword_index_changed(wait=True)  # a background job: done when searches see it
             job.set(status="succeeded", report=report.to_dict(), finished_at=_now())
             log.info("ingest job %s succeeded: %s", job.id, report.to_dict())
         except LoreError as exc:
@@ -231,7 +231,7 @@ class Jobs:
                 raise
             backup.unlink(missing_ok=True)
             if report.added or report.updated:
-                wiring.refresh_keyword_index(self.settings, self._svc.store)
+                self._svc.keyword_index_changed()
         log.info("upload %s: %s", name, report.to_dict())
         return self._svc.store.require_document(doc_id_for(target)), report.to_dict()
 
@@ -245,7 +245,7 @@ class Jobs:
                 store.close()
             if self.is_upload(doc):
                 Path(doc.uri).unlink(missing_ok=True)
-            wiring.refresh_keyword_index(self.settings, self._svc.store)
+            self._svc.keyword_index_changed()
         log.info("deleted %s (%s)", doc.id, doc.uri)
         return doc
 

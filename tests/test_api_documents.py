@@ -426,3 +426,29 @@ def test_openapi_documents_the_routes(writer):
     assert {"201", "413", "415", "422"} <= set(paths["/v1/documents"]["post"]["responses"])
     assert {"202", "400", "409"} <= set(paths["/v1/ingest"]["post"]["responses"])
     assert paths["/v1/passages/{chunk_id}"]["get"]["summary"] and paths["/v1/documents"]["get"]["description"]
+
+
+def test_writes_bring_the_running_keyword_index_up_to_date(tmp_path, onnx_cache):
+    """With the in-memory keyword index on, an upload or delete leaves the service's own index at the new
+    registry generation (rebuilt once, by the retriever that uses it), and keyword search serves from it."""
+    from api.settings import Settings
+    from tests.live import LiveServer
+
+    settings = Settings(data_dir=tmp_path / "data", retrieval={"keyword_index": "memory"})
+    with LiveServer(settings) as srv:
+        admin = srv.services.keys.create("root", "", "admin")[0]
+        acc = srv.services.retriever.keyword_index
+
+        def index_generation() -> int | None:
+            idx = acc._index  # observed without triggering a refresh (current() would rebuild on its own)
+            return idx.generation if idx is not None else None
+
+        with srv.client(admin) as c:
+            doc = upload(c, "kiosk.md", md("Kiosk", "The lobby kiosk prints a thimbleweed pass.")).json()["document"]
+            assert index_generation() == srv.services.store.generation()
+            served = dict(acc.served)
+            assert [h["doc_id"] for h in search(c, "thimbleweed")] == [doc["id"]]
+            assert acc.served.get("memory", 0) == served.get("memory", 0) + 1
+            assert c.delete(f"/v1/documents/{doc['id']}").status_code == 200
+            assert index_generation() == srv.services.store.generation()
+            assert search(c, "thimbleweed") == []
