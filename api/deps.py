@@ -7,7 +7,6 @@ shared by every route, the web page and the Slack bot. FastAPI dependencies belo
 from __future__ import annotations
 
 import threading
-from functools import cached_property
 from pathlib import Path
 
 from fastapi import Depends, Request
@@ -81,12 +80,8 @@ class Services:
     def ingestor(self, on_event=None):
         return wiring.build_ingestor(self.settings, on_event, embedder=self.embedder, store=self.store)
 
-    @cached_property
-    def default_acl(self) -> tuple[str, ...]:
-        return tuple(self.settings.default_acl)
-
     def access(self, principal: Principal) -> Access:
-        return Access.for_principal(principal, self.default_acl)
+        return Access.for_principal(principal, tuple(self.settings.default_acl))
 
     def warm_up(self) -> None:
         """Load the model and open the stores now, so the first question is not the slow one."""

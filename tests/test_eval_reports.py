@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from conftest import SAMPLES
+from tests.test_eval_cli import BEIR_DOCS, _write
 from evals.compare import compare, load_run
 from evals.qa_eval import load_dataset
 from ingest.errors import ConfigError
@@ -31,17 +32,6 @@ QA = [
      "must_contain": []},
     {"id": "q5", "question": "recipe for banana bread", "answerable": False, "gold_docs": [], "must_contain": []},
 ]
-BEIR_DOCS = {
-    "d1": ("Vitamin D and bone density", "Vitamin D supplements increase bone mineral density in older adults."),
-    "d2": ("Aspirin and heart attacks", "Low-dose aspirin lowers the risk of a first heart attack in men."),
-    "d3": ("Sleep and memory", "Sleep after learning consolidates declarative memory in students."),
-    "d4": ("Coffee and liver", "Coffee drinkers show lower rates of liver cirrhosis."),
-}
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def _last_json(result, code: int = 0) -> dict:
