@@ -1,13 +1,15 @@
-// Lore's page for support agents: sign in, ask, read the cited answer, open passages, give feedback.
+// Lore's page for support agents: sign in, ask and follow up, read the cited answer, open passages, give feedback.
 // Plain DOM, no build step, no third-party code; server data reaches the page only as text (see view.js).
 
 import { ApiError, KEY, call, events, getJSON, postJSON } from "./api.js";
 import { signInHandler } from "./signin.js";
-import { badge, bySource, closest, deepLink, el, pages, passageBody, sectionText, show, source, updated,
-         withMarkers } from "./view.js";
+import { badge, bySource, closest, deepLink, earlierTurn, el, pages, passageBody, sectionText, show, source,
+         updated, withMarkers } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { me: null, answer: null, asking: null, opener: null, spans: [], passageSeq: 0 };
+const state = { me: null, answer: null, asking: null, opener: null, spans: [], passageSeq: 0, turns: [] };
+const MAX_TURNS = 5; // question-answer pairs sent with a follow-up: 10 of the 20 turns /v1/ask accepts
+const MAX_TURN_CHARS = 8000; // as /v1/ask's Turn.content
 
 // ---- sign-in ----------------------------------------------------------------------------------
 
@@ -57,6 +59,7 @@ function signOut(message) {
   state.asking = null;
   sessionStorage.removeItem(KEY);
   clearResult();
+  clearConversation(); // the next person at this browser must not ask inside someone else's conversation
   closePassage(false);
   signInView(message);
 }
@@ -67,6 +70,43 @@ function failed(err, box) {
   box = box || $("error");
   box.textContent = err.message;
   show(box, true);
+}
+
+// ---- the conversation: earlier turns, sent with each question so a follow-up is understood ------
+
+function historyBody() {
+  return state.turns.flatMap((t) => [
+    { role: "user", content: t.question.slice(0, MAX_TURN_CHARS) },
+    { role: "assistant", content: t.text.slice(0, MAX_TURN_CHARS) }, // an abstention too: "not covered" is context
+  ]);
+}
+
+// every finished turn before the one being asked or shown
+function showEarlier(turns) {
+  $("turns").replaceChildren(...turns.map(earlierTurn));
+  show($("conversation"), turns.length > 0);
+}
+
+function showConversationControls() {
+  const on = state.turns.length > 0;
+  show($("new-conversation"), on);
+  $("question").placeholder = on ? "Ask a follow-up, e.g. And for contractors?" : $("question").dataset.placeholder;
+}
+
+function clearConversation() {
+  state.turns = [];
+  showEarlier([]);
+  showConversationControls();
+}
+
+function newConversation() {
+  if (state.asking) state.asking.abort();
+  state.asking = null;
+  clearResult();
+  clearConversation();
+  closePassage(false);
+  $("question").value = "";
+  $("question").focus();
 }
 
 // ---- asking -----------------------------------------------------------------------------------
@@ -106,6 +146,8 @@ async function ask(event) {
   state.asking = ctrl;
   const body = { question };
   if ($("doc-type").value) body.filters = { doc_types: [$("doc-type").value] };
+  if (state.turns.length) body.history = historyBody();
+  showEarlier(state.turns);
   const streamed = startResult(question);
   let final = null;
   try {
@@ -125,7 +167,12 @@ async function ask(event) {
       }
     }
     if (!final) throw new ApiError(0, "incomplete", "The answer was cut off before it finished; try again.");
-    if (state.asking === ctrl) render(final);
+    if (state.asking === ctrl) {
+      // only what the next question sends is kept, so the page shows exactly the context it gives
+      state.turns = state.turns.concat({ question, text: final.text, status: final.status }).slice(-MAX_TURNS);
+      render(final);
+      showConversationControls();
+    }
   } catch (err) {
     if (state.asking !== ctrl) return;
     show($("result"), false);
@@ -278,6 +325,8 @@ function closePassage(restoreFocus) {
 function wire() {
   $("signin-form").addEventListener("submit", signInHandler(enter));
   $("sign-out").addEventListener("click", () => signOut(""));
+  $("new-conversation").addEventListener("click", newConversation);
+  $("question").dataset.placeholder = $("question").placeholder;
   $("ask-form").addEventListener("submit", ask);
   $("question").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("ask-form").requestSubmit(); }

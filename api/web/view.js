@@ -97,6 +97,16 @@ export function withMarkers(text, sources, open) {
   return p;
 }
 
+/** An earlier question and its answer, compact and plain: its markers would point at sources no longer shown. */
+export function earlierTurn(t) {
+  const notFound = t.status === "no_evidence";
+  const answer = t.text.replace(/\s*\[\d+\]/g, "");
+  return el("li", { class: "turn" + (notFound ? " is-notfound" : "") },
+    el("p", { class: "turn-q" }, el("span", { class: "turn-label", text: "Q:" }), " ", t.question),
+    el("p", { class: "turn-a" }, el("span", { class: "turn-label", text: notFound ? "Not found:" : "A:" }), " ",
+       answer));
+}
+
 /** A cited source: title (opens the passage), doc type, updated date, page, section, verified quotes. */
 export function source(s, hit, open) {
   const id = "source-" + s.marker;
