@@ -13,19 +13,11 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.test_web import ask, new_page, sign_in
+from tests.test_web import ask, page, sign_in  # noqa: F401 (page is a fixture)
 
 FIRST = "How much notice do I need to give for PTO requests?"
 FOLLOW = "and who approves them?"
 APPROVER = "Your manager approves or declines the request within 3 business days."
-
-
-@pytest.fixture()
-def page(browser):
-    page, problems = new_page(browser)
-    yield page
-    page.context.close()
-    assert not problems
 
 
 def ask_bodies(page: Page) -> list[dict]:
