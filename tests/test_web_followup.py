@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.test_web import ask, page, sign_in  # noqa: F401 (page is a fixture)
