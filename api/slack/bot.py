@@ -16,6 +16,7 @@ import uuid
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
@@ -67,7 +68,7 @@ class Bot:
     def __init__(self, svc, client: WebClient) -> None:
         self.svc = svc
         self.directory = Directory(client, svc.settings.slack)
-        self.seen = Seen()
+        self.seen = Seen(Path(svc.settings.data_dir) / "slack.db")  # shared by every process on the data dir
         s = svc.settings.server
         self.base_url = s.public_url or f"http://{s.host}:{s.port}"
 
