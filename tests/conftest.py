@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,40 @@ def snapshot(ingestor) -> dict:
     got = vectors.get(sorted(ids)) if ids else {}
     vec_meta = {i: (m["doc_id"], m["version"], tuple(m["acl"])) for i, (_, m) in got.items()}
     return {"docs": docs, "chunks": chunks, "fts_rows": fts, "vector_ids": ids, "vector_meta": vec_meta}
+
+
+# A sitecustomize that every Python process of a run imports (parser workers included) when its folder is
+# on PYTHONPATH: an audit hook refusing any socket connect or DNS lookup.
+NO_NET = textwrap.dedent("""
+    import sys
+    def _lore_no_network(event, args):
+        if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "urllib.Request"):
+            host = args[1] if event == "socket.connect" else args[0]
+            sys.stderr.write(f"NETWORK ACCESS ATTEMPTED: {event} {host!r}\\n")
+            raise RuntimeError(f"network access attempted during ingest: {event} {host!r}")
+    sys.addaudithook(_lore_no_network)
+""")
+
+
+@pytest.fixture(scope="session")
+def no_net_dir(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("nonet")
+    (d / "sitecustomize.py").write_text(NO_NET)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def enterprise_kb(tmp_path_factory, no_net_dir, onnx_cache) -> tuple[Path, subprocess.CompletedProcess]:
+    """The whole shared enterprise corpus ingested once by `lore ingest`, with the network unreachable.
+
+    Read-only use: the CLI test checks the ingest itself, tests/test_datasets.py the QA sets against it.
+    """
+    d = tmp_path_factory.mktemp("enterprise-kb") / "kb"
+    env = {**os.environ, "PYTHONPATH": no_net_dir}
+    env.pop("HF_HUB_OFFLINE", None)  # Lore must set it itself
+    r = subprocess.run([LORE, "ingest", *map(str, ENTERPRISE_DIRS), "--data-dir", str(d), "--json"], cwd=REPO,
+                       capture_output=True, text=True, env=env, timeout=900)
+    return d, r
 
 
 @pytest.fixture(scope="session")

@@ -4,31 +4,10 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from conftest import ENTERPRISE_DIRS, LORE, REPO
-
-# A sitecustomize that every Python process of the run imports (parser workers included): an audit
-# hook refusing any socket connect or DNS lookup.
-NO_NET = textwrap.dedent("""
-    import sys
-    def _lore_no_network(event, args):
-        if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "urllib.Request"):
-            host = args[1] if event == "socket.connect" else args[0]
-            sys.stderr.write(f"NETWORK ACCESS ATTEMPTED: {event} {host!r}\\n")
-            raise RuntimeError(f"network access attempted during ingest: {event} {host!r}")
-    sys.addaudithook(_lore_no_network)
-""")
-
-
-@pytest.fixture(scope="module")
-def no_net_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("nonet")
-    (d / "sitecustomize.py").write_text(NO_NET)
-    return str(d)
-
 
 def lore(*args, env=None, offline=True):
     cmd = [LORE, *args]
@@ -125,15 +104,14 @@ def test_partial_failure_exit_code_and_bad_arguments(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_enterprise_corpus_ingests_completely(tmp_path):
+def test_enterprise_corpus_ingests_completely(enterprise_kb):
     """144 real documents: every file ingests; every chunk's provenance is complete and exact."""
     from chromadb.api.client import SharedSystemClient
 
     from ingest.sqlite_store import SqliteStore
 
-    d = tmp_path / "kb"
-    r = lore("ingest", *map(str, ENTERPRISE_DIRS), "--data-dir", str(d), "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
+    d, r = enterprise_kb
+    assert r.returncode == 0 and "NETWORK ACCESS" not in r.stderr, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["added"] == 144 and summary["failed"] == [] and summary["chunks"] > 2000
     store = SqliteStore(d / "lore.db")
