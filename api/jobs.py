@@ -1,8 +1,11 @@
 """Writes from the HTTP service, one at a time: background ingest jobs, uploads and deletions.
 
-Jobs live in this process's memory: a restart forgets them (an interrupted ingest is crash-safe and
-the next run finishes it) and only the latest MAX_JOBS are kept. Each write uses its own registry
-connection, so readers on the shared one never see a half-written transaction.
+Job records outlive the process in DATA_DIR/jobs.db (written on each state change and about once a
+second with progress; the latest MAX_JOBS are kept). A job that was queued or running when its service
+died is marked `interrupted` on the next start: ingest is crash-safe, so starting it again finishes it.
+Each write uses its own registry connection, so readers on the shared one never see a half-written
+transaction. The background walk is confined to the ingest roots, so a link made after the check is
+skipped, not followed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import os
 import re
 import threading
+import time
 import unicodedata
 import uuid
 import zipfile
@@ -20,10 +24,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
+
+from filelock import FileLock, Timeout
 
 from api import wiring
 from api.errors import NotFound
+from api.joblog import JobLog
 from ingest.discover import discover, exclude_spec
 from ingest.errors import ConfigError, FileTooLarge, IngestError, LoreError, StoreLocked, UnsupportedFormat
 from ingest.formats import SUPPORTED, format_of
@@ -32,6 +39,8 @@ from ingest.types import SourceDoc, validate_acl
 
 log = logging.getLogger(__name__)
 MAX_JOBS = 50
+JOBS_DB = "jobs.db"  # in the data dir, beside the registry (lore.db) but a file of its own
+SNAPSHOT_EVERY = 1.0  # seconds between progress writes to JOBS_DB
 MAX_NAME = 120  # characters of an uploaded file's stored name
 UPLOAD_WAIT = 30.0  # seconds an upload or deletion waits for another one (never for an ingest job)
 ROOTS_VAR = "LORE_SERVER__INGEST_ROOTS"
@@ -69,7 +78,16 @@ class Job:
     progress: dict = field(default_factory=lambda: {
         "files_total": None, "files_todo": None, "files_done": 0, "unchanged": 0, "failed": 0, "chunks": 0,
         "embedded": 0, "deleted": 0, "excluded": 0, "current": None})
+    sink: Callable[[dict], None] | None = field(default=None, repr=False, compare=False)  # persists to_dict()
+    _saved: float = field(default=0.0, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Job:
+        """A job as `to_dict` (or the job log) gave it: a record only, not running here."""
+        return cls(d["job_id"], tuple(d["paths"]), d["doc_type"], tuple(d["acl"]), tuple(d["exclude"]),
+                   status=d["status"], created_at=d["created_at"], started_at=d["started_at"],
+                   finished_at=d["finished_at"], report=d["report"], error=d["error"], progress=d["progress"])
 
     def on_event(self, kind: str, data: dict) -> None:
         """The ingestor's progress callback (api/cli.py's progress bar reads the same events)."""
@@ -90,11 +108,20 @@ class Job:
                 p[kind] += 1
             elif kind == "embedded":
                 p["embedded"] += data["chunks"]
+        if self.sink is not None and time.monotonic() - self._saved >= SNAPSHOT_EVERY:
+            self._save()
 
     def set(self, **changes) -> None:
+        """Change state: recorded first, so a status seen over HTTP is also the one a restart finds."""
+        if self.sink is not None:
+            self._save(changes)
         with self._lock:
             for k, v in changes.items():
                 setattr(self, k, v)
+
+    def _save(self, changes: dict | None = None) -> None:
+        self._saved = time.monotonic()
+        self.sink({**self.to_dict(), **(changes or {})})
 
     def to_dict(self) -> dict:
         with self._lock:
@@ -114,6 +141,16 @@ class Jobs:
         self._lock = threading.Lock()  # guards _jobs and _active
         self._writing = threading.Lock()  # held by the one write under way
         self._active: Job | None = None
+        self._records: JobLog | None = None
+        self._opening = threading.Lock()
+
+    @property
+    def records(self) -> JobLog:
+        """The job log, opened on first use (which marks the jobs of a service that died interrupted)."""
+        with self._opening:
+            if self._records is None:
+                self._records = JobLog(Path(self.settings.data_dir) / JOBS_DB, keep=MAX_JOBS)
+            return self._records
 
     @property
     def uploads(self) -> Path:
@@ -125,14 +162,21 @@ class Jobs:
 
     # -- jobs ----------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
-        job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no ingest job with id {job_id!r}; jobs are kept in memory until the service restarts")
-        return job
+        records = self.records
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:  # started here: fresher than its last progress snapshot
+            return job
+        rec = records.load(job_id)
+        if rec is None:
+            raise NotFound(f"no ingest job with id {job_id!r}; GET /v1/jobs lists the latest {MAX_JOBS} jobs")
+        return Job.from_dict(rec)
 
     def recent(self) -> list[Job]:
+        recs = self.records.recent(MAX_JOBS)
         with self._lock:
-            return list(reversed(self._jobs.values()))
+            live = dict(self._jobs)
+        return [live.get(rec["job_id"]) or Job.from_dict(rec) for rec in recs]
 
     def start(self, paths: Sequence[str], doc_type: str | None = None, acl: Sequence[str] = (),
               exclude: Sequence[str] = ()) -> Job:
@@ -142,9 +186,10 @@ class Jobs:
         roots = self._roots()
         targets = tuple(dict.fromkeys(str(resolve_in_roots(p, roots)) for p in paths))
         _no_escapes(targets, [*self.settings.ingest.exclude, *exclude], roots)
+        records = self.records  # opened before taking the write slot: a log that cannot open refuses the job
         self._acquire(0)
         try:
-            job = Job(uuid.uuid4().hex, targets, doc_type, acl_tokens, tuple(exclude))
+            job = Job(uuid.uuid4().hex, targets, doc_type, acl_tokens, tuple(exclude), sink=records.save)
             ingestor, store = self._ingestor(job.on_event)
             try:
                 _probe(ingestor.lock_path)
@@ -153,7 +198,8 @@ class Jobs:
                     while len(self._jobs) > MAX_JOBS:
                         self._jobs.popitem(last=False)
                     self._active = job
-                threading.Thread(target=self._run, args=(job, ingestor, store), name=f"ingest-{job.id[:8]}",
+                records.add(job.to_dict())
+                threading.Thread(target=self._run, args=(job, ingestor, store, roots), name=f"ingest-{job.id[:8]}",
                                  daemon=True).start()
             except BaseException:
                 store.close()
@@ -164,11 +210,12 @@ class Jobs:
         log.info("ingest job %s started for %d paths", job.id, len(targets))
         return job
 
-    def _run(self, job: Job, ingestor, store) -> None:
+    def _run(self, job: Job, ingestor, store, roots: list[Path]) -> None:
         job.set(status="running", started_at=_now())
         try:
+            # confined: a link made inside a root since start() checked the paths is skipped, not followed
             report = ingestor.ingest(list(job.paths), doc_type=job.doc_type, acl=job.acl,
-                                     exclude=[*self.settings.ingest.exclude, *job.exclude])
+                                     exclude=[*self.settings.ingest.exclude, *job.exclude], confine=roots)
             if report.added or report.updated or report.deleted:
                 self._svc.keyword_index_changed(wait=True)  # a background job: done when searches see it
             job.set(status="succeeded", report=report.to_dict(), finished_at=_now())
@@ -280,8 +327,6 @@ class Jobs:
 
 def _probe(lock_path: Path) -> None:
     """Refuse now, not in the background, when another process (lore ingest) holds the ingest lock."""
-    from filelock import FileLock, Timeout
-
     lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pathspec
 
@@ -52,13 +52,18 @@ def _root_spec(root: Path, patterns: Sequence[str], failures: list[IngestError])
     return exclude_spec(lines)
 
 
-def discover(paths: Sequence[str | Path], exclude: Sequence[str] = ()) -> Discovery:
+def discover(paths: Sequence[str | Path], exclude: Sequence[str] = (),
+             confine: Sequence[str | Path] | None = None) -> Discovery:
     """Expand files and folders into candidates; report what cannot be read instead of raising.
 
     `exclude` holds gitignore-style patterns matched against paths relative to each folder argument
     (a folder's own .loreignore adds to them); a file argument is matched by its name alone.
+    `confine`, when given, lists the only folders the walk may reach: a file or folder whose real path
+    (links followed) lies outside all of them is skipped and reported, even when the link appeared after
+    the caller checked the paths.
     """
     arg_spec = exclude_spec(exclude)
+    inside = _confiner(confine)
     cands: dict[Path, Candidate] = {}
     failures: list[IngestError] = []
     roots: list[Path] = []
@@ -74,13 +79,16 @@ def discover(paths: Sequence[str | Path], exclude: Sequence[str] = ()) -> Discov
             reason = "is a dangling symlink" if p.is_symlink() else "does not exist"
             failures.append(UnreadableFile(str(p), f"{reason}; check the path"))
             continue
+        if inside and not inside(real):  # not walked, so not a root: nothing under it is removed
+            failures.append(_outside(p))
+            continue
         if real.is_file():
             if arg_spec.match_file(p.name):
                 excluded.append(p)
             else:
                 cands.setdefault(real, Candidate(p, None))
         elif real.is_dir():
-            complete = _walk(p, _root_spec(p, exclude, failures), cands, failures, excluded)
+            complete = _walk(p, _root_spec(p, exclude, failures), cands, failures, excluded, inside)
             if complete:
                 roots.append(p)
         else:
@@ -88,8 +96,38 @@ def discover(paths: Sequence[str | Path], exclude: Sequence[str] = ()) -> Discov
     return Discovery(tuple(cands.values()), tuple(failures), tuple(roots), tuple(excluded))
 
 
+def _confiner(confine: Sequence[str | Path] | None) -> Callable[[Path], bool] | None:
+    """Whether a real path lies inside one of the confine folders; None when the walk is not confined."""
+    if confine is None:
+        return None
+    roots = []
+    for r in confine:
+        try:
+            roots.append(Path(os.path.abspath(Path(r).expanduser())).resolve())
+        except (OSError, RuntimeError):  # a folder that is a symlink loop holds nothing
+            continue
+    return lambda real: any(real == r or real.is_relative_to(r) for r in roots)
+
+
+def _outside(p: Path) -> UnreadableFile:
+    return UnreadableFile(str(p), "links outside the allowed folders; skipped: remove the link or exclude it")
+
+
+def _entered(d: Path, inside: Callable[[Path], bool], failures: list[IngestError]) -> bool:
+    """Check each folder as the walk enters it, so a link made after the paths were checked is caught too."""
+    try:
+        real = d.resolve(strict=True)
+    except (OSError, RuntimeError):
+        failures.append(UnreadableFile(str(d), "changed while it was walked (now a dangling link or a loop); skipped"))
+        return False
+    if not inside(real):
+        failures.append(_outside(d))
+        return False
+    return True
+
+
 def _walk(root: Path, spec: pathspec.PathSpec, cands: dict[Path, Candidate], failures: list[IngestError],
-          excluded: list[Path]) -> bool:
+          excluded: list[Path], inside: Callable[[Path], bool] | None = None) -> bool:
     """Walk a folder following symlinks once each; False when part of it could not be listed."""
     complete = True
     seen: set[tuple[int, int]] = set()
@@ -101,6 +139,10 @@ def _walk(root: Path, spec: pathspec.PathSpec, cands: dict[Path, Candidate], fai
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=onerror):
         d = Path(dirpath)
+        if inside and not _entered(d, inside, failures):
+            dirnames[:] = []
+            complete = complete and d != root  # the folder argument itself was swapped: keep its documents
+            continue
         st = d.stat()
         if (st.st_dev, st.st_ino) in seen:
             failures.append(UnreadableFile(str(d), "is a symlink loop back into a folder already walked; skipped"))
@@ -132,6 +174,9 @@ def _walk(root: Path, spec: pathspec.PathSpec, cands: dict[Path, Candidate], fai
                 continue
             except OSError:
                 failures.append(UnreadableFile(str(f), "is a dangling symlink; fix or remove the link"))
+                continue
+            if inside and not inside(real):
+                failures.append(_outside(f))
                 continue
             if not real.is_file():
                 failures.append(UnreadableFile(str(f), "is not a regular file"))

@@ -163,7 +163,8 @@ class Ingestor:
 
     # -- public --------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], doc_type: str | None = None, acl: Sequence[str] = (),
-               exclude: Sequence[str] = ()) -> IngestReport:
+               exclude: Sequence[str] = (), confine: Sequence[str | Path] | None = None) -> IngestReport:
+        """`confine` (see `discover`) keeps the walk inside those folders; None follows links anywhere."""
         if doc_type is not None and doc_type not in DOC_TYPES:
             raise ConfigError(f"--doc-type {doc_type!r} is not one of {', '.join(DOC_TYPES)}")
         acl_tokens = validate_acl(list(acl))
@@ -171,7 +172,7 @@ class Ingestor:
         with self._locked():
             self.reconcile()
             self.store.set_dirty(True)
-            found = discover(paths, exclude)
+            found = discover(paths, exclude, confine)
             for err in found.failures:
                 self._fail(report, err)
             report.excluded = len(found.excluded)

@@ -118,14 +118,15 @@ class ProgressOut(BaseModel):
 
 class JobOut(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "interrupted"] = Field(
+        ..., description="interrupted: the service stopped before the job finished; start it again (crash-safe)")
     paths: list[str]
     doc_type: str | None
     acl: list[str]
     exclude: list[str]
     progress: ProgressOut
     report: ReportOut | None = Field(..., description="when succeeded; files that failed are listed in it")
-    error: str | None = Field(..., description="when failed: what went wrong")
+    error: str | None = Field(..., description="when failed or interrupted: what went wrong and what to do")
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -276,8 +277,8 @@ def start_ingest(body: IngestIn, response: Response, _: Caller = Depends(admin),
 
 @router.get("/jobs", response_model=JobListOut, responses=errors(401, 403), summary="Recent ingest jobs (admin)")
 def list_jobs(_: Caller = Depends(admin), svc: Services = Depends(services)) -> dict:
-    """The latest ingest jobs, newest first. Jobs are kept in this process's memory only: a restart
-    forgets them (an interrupted ingest is safe to run again)."""
+    """The latest ingest jobs, newest first, kept across restarts. A job the service was running when
+    it stopped shows as interrupted: ingest is crash-safe, so start it again to finish it."""
     return {"jobs": [j.to_dict() for j in svc.jobs.recent()]}
 
 
@@ -285,6 +286,7 @@ def list_jobs(_: Caller = Depends(admin), svc: Services = Depends(services)) -> 
             summary="An ingest job's status, progress and report (admin)")
 def get_job(job_id: str = Path(..., max_length=64), _: Caller = Depends(admin),
             svc: Services = Depends(services)) -> dict:
-    """Status is queued, running, succeeded or failed; progress counts files and chunks as they are
-    stored; `report` (when succeeded) is the ingest report, `error` (when failed) says why."""
+    """Status is queued, running, succeeded, failed or interrupted (the service stopped before it
+    finished: start it again); progress counts files and chunks as they are stored; `report` (when
+    succeeded) is the ingest report, `error` (when failed or interrupted) says why."""
     return svc.jobs.get(job_id).to_dict()
