@@ -63,7 +63,7 @@ def discover(paths: Sequence[str | Path], exclude: Sequence[str] = (),
     the caller checked the paths.
     """
     arg_spec = exclude_spec(exclude)
-    inside = _confiner(confine)
+    inside = confiner(confine)
     cands: dict[Path, Candidate] = {}
     failures: list[IngestError] = []
     roots: list[Path] = []
@@ -80,7 +80,7 @@ def discover(paths: Sequence[str | Path], exclude: Sequence[str] = (),
             failures.append(UnreadableFile(str(p), f"{reason}; check the path"))
             continue
         if inside and not inside(real):  # not walked, so not a root: nothing under it is removed
-            failures.append(_outside(p))
+            failures.append(outside_roots(p))
             continue
         if real.is_file():
             if arg_spec.match_file(p.name):
@@ -96,7 +96,7 @@ def discover(paths: Sequence[str | Path], exclude: Sequence[str] = (),
     return Discovery(tuple(cands.values()), tuple(failures), tuple(roots), tuple(excluded))
 
 
-def _confiner(confine: Sequence[str | Path] | None) -> Callable[[Path], bool] | None:
+def confiner(confine: Sequence[str | Path] | None) -> Callable[[Path], bool] | None:
     """Whether a real path lies inside one of the confine folders; None when the walk is not confined."""
     if confine is None:
         return None
@@ -109,7 +109,7 @@ def _confiner(confine: Sequence[str | Path] | None) -> Callable[[Path], bool] | 
     return lambda real: any(real == r or real.is_relative_to(r) for r in roots)
 
 
-def _outside(p: Path) -> UnreadableFile:
+def outside_roots(p: Path) -> UnreadableFile:
     return UnreadableFile(str(p), "links outside the allowed folders; skipped: remove the link or exclude it")
 
 
@@ -121,7 +121,7 @@ def _entered(d: Path, inside: Callable[[Path], bool], failures: list[IngestError
         failures.append(UnreadableFile(str(d), "changed while it was walked (now a dangling link or a loop); skipped"))
         return False
     if not inside(real):
-        failures.append(_outside(d))
+        failures.append(outside_roots(d))
         return False
     return True
 
@@ -176,7 +176,7 @@ def _walk(root: Path, spec: pathspec.PathSpec, cands: dict[Path, Candidate], fai
                 failures.append(UnreadableFile(str(f), "is a dangling symlink; fix or remove the link"))
                 continue
             if inside and not inside(real):
-                failures.append(_outside(f))
+                failures.append(outside_roots(f))
                 continue
             if not real.is_file():
                 failures.append(UnreadableFile(str(f), "is not a regular file"))

@@ -25,7 +25,7 @@ import numpy as np
 
 from ingest.chroma_store import ChunkStore
 from ingest.chunking import Chunker
-from ingest.discover import Candidate, discover
+from ingest.discover import Candidate, confiner, discover, outside_roots
 from ingest.embedders import Embedder
 from ingest.errors import ConfigError, FileTooLarge, IngestError, StoreLocked, UnreadableFile
 from ingest.formats import parse_file
@@ -178,7 +178,7 @@ class Ingestor:
             report.excluded = len(found.excluded)
             for path in found.excluded:
                 self.on_event("excluded", {"path": str(path)})
-            todo = self._plan(found.candidates, doc_type, acl_tokens, report)
+            todo = self._plan(found.candidates, doc_type, acl_tokens, report, confiner(confine))
             self.on_event("plan", {"files": len(found.candidates), "todo": len(todo)})
             self._run(todo, doc_type, acl_tokens, report)
             seen = {str(c.path) for c in found.candidates}
@@ -249,7 +249,7 @@ class Ingestor:
                          doc_type or "", ",".join(acl)])
 
     def _plan(self, cands: Sequence[Candidate], doc_type: str | None, acl: tuple[str, ...],
-              report: IngestReport) -> list[tuple[_Pending, bytes]]:
+              report: IngestReport, inside: Callable[[Path], bool] | None = None) -> list[tuple[_Pending, bytes]]:
         fp = self._fingerprint(doc_type, acl)
         todo = []
         for cand in cands:
@@ -258,7 +258,7 @@ class Ingestor:
                 if st.st_size > self.max_file_bytes:
                     raise FileTooLarge(str(cand.path), f"is {st.st_size / 2**20:.1f} MiB, over the "
                                        f"{self.max_file_bytes / 2**20:.0f} MiB limit; split it or raise LORE_INGEST__MAX_FILE_MB")
-                data = cand.path.read_bytes()
+                data = cand.path.read_bytes() if inside is None else _read_confined(cand.path, inside)
             except IngestError as err:
                 self._fail(report, err)
                 continue
@@ -386,6 +386,17 @@ class Ingestor:
     def _remove(self, doc_id: str) -> None:
         ids = self.store.delete_document(doc_id)
         self.vectors.delete(ids)
+
+
+def _read_confined(path: Path, inside: Callable[[Path], bool]) -> bytes:
+    """Read a file only if it still lies inside the confine folders: a file swapped for a link after the
+    walk is refused, and O_NOFOLLOW refuses a link swapped in between this check and the open."""
+    real = path.resolve(strict=True)
+    if not inside(real):
+        raise outside_roots(path)
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def embed_text(title: str, c: Chunk) -> str:

@@ -305,3 +305,33 @@ def test_ingest_job_skips_a_link_made_after_the_request_was_accepted(site, monke
     assert set(failed) == {"secret.md", "vault"} and all(OUTSIDE in e for e in failed.values())
     assert hits == []
     assert refused.status_code == 400 and "links outside" in refused.json()["error"]["message"]
+
+
+def test_a_file_swapped_for_a_link_after_the_walk_is_not_read(tmp_path, make_ingestor):
+    """The read re-checks the confinement: a file replaced by a link out of the roots between the walk and
+    the read is refused, not ingested."""
+    import ingest.pipeline as pipeline
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Secret\n\nThe vault code is 4711.\n")
+    doc = root / "note.md"
+    doc.write_text("# Note\n\nA harmless note.\n")
+    real_discover = pipeline.discover
+
+    def discover_then_swap(*a, **kw):
+        found = real_discover(*a, **kw)
+        doc.unlink()
+        doc.symlink_to(outside / "secret.md")
+        return found
+
+    ing = make_ingestor(tmp_path / "kb")
+    pipeline.discover = discover_then_swap
+    try:
+        report = ing.ingest([root], confine=[root])
+    finally:
+        pipeline.discover = real_discover
+    assert report.added == 0 and [f["path"] for f in report.failed] == [str(doc)]
+    assert "outside the allowed folders" in report.failed[0]["error"]
+    assert not any("4711" in c.text for d in ing.store.documents() for c in ing.store.chunks(d.id))
