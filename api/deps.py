@@ -95,7 +95,7 @@ class Services:
                 "model_loaded": "_retriever" in self.__dict__}
 
     def close(self) -> None:
-        for name in ("_store", "_keys", "_audit"):
+        for name in ("_store", "_keys", "_audit", "_jobs"):
             obj = self.__dict__.get(name)
             if obj is not None and hasattr(obj, "close"):
                 obj.close()

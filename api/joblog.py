@@ -93,6 +93,10 @@ class JobLog:
             rows = self._db.execute(f"SELECT {', '.join(_FIELDS)} FROM jobs ORDER BY seq DESC LIMIT ?", (n,)).fetchall()
         return [_record(r) for r in rows]
 
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
     def _write(self, job_id: str, sql: str, args: tuple, prune: bool = False) -> None:
         try:
             with self._lock:

@@ -152,6 +152,10 @@ class Jobs:
                 self._records = JobLog(Path(self.settings.data_dir) / JOBS_DB, keep=MAX_JOBS)
             return self._records
 
+    def close(self) -> None:
+        if self._records is not None:
+            self._records.close()
+
     @property
     def uploads(self) -> Path:
         # abspath, as discovery spells a file argument: the uri and the id of an upload derive from it
