@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Callable, Sequence
 import pathspec
 
 from ingest.errors import ConfigError, IngestError, UnreadableFile
+
+log = logging.getLogger(__name__)
 
 IGNORE_FILE = ".loreignore"  # gitignore syntax, read from the top of each folder argument
 
@@ -96,6 +99,18 @@ def discover(paths: Sequence[str | Path], exclude: Sequence[str] = (),
     return Discovery(tuple(cands.values()), tuple(failures), tuple(roots), tuple(excluded))
 
 
+def _loops(d: Path, root: Path, ident: tuple[int, int]) -> bool:
+    """Whether folder `d` is one of its own ancestors on the walked path (a real loop, not a second route)."""
+    for parent in d.relative_to(root).parents:
+        try:
+            st = (root / parent).stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == ident:
+            return True
+    return False
+
+
 def confiner(confine: Sequence[str | Path] | None) -> Callable[[Path], bool] | None:
     """Whether a real path lies inside one of the confine folders; None when the walk is not confined."""
     if confine is None:
@@ -145,7 +160,11 @@ def _walk(root: Path, spec: pathspec.PathSpec, cands: dict[Path, Candidate], fai
             continue
         st = d.stat()
         if (st.st_dev, st.st_ino) in seen:
-            failures.append(UnreadableFile(str(d), "is a symlink loop back into a folder already walked; skipped"))
+            if _loops(d, root, (st.st_dev, st.st_ino)):
+                failures.append(UnreadableFile(str(d), "is a symlink loop back into a folder that contains it; "
+                                               "skipped: remove the link"))
+            else:  # the same folder reached twice (a link beside its target): its files are already candidates
+                log.debug("skipped %s: the same folder was already walked through another path", d)
             dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))

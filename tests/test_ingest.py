@@ -130,6 +130,19 @@ def test_bad_files_reported_rest_ingested_nothing_lost(make_ingestor, corpus, tm
     assert set(before["docs"]) < set(after["docs"])  # nothing previously stored lost
 
 
+def test_a_folder_linked_beside_itself_is_walked_once_and_is_no_failure(tmp_path):
+    """A link to a sibling folder is a second route, not a loop: nothing is reported, each file found once."""
+    from ingest.discover import discover
+
+    root = tmp_path / "kb"
+    (root / "policies").mkdir(parents=True)
+    (root / "policies" / "pto.md").write_text("# PTO\n\nTwenty days.\n")
+    (root / "aaa-shortcut").symlink_to(root / "policies", target_is_directory=True)  # walked first
+    found = discover([root])
+    assert found.failures == () and found.roots == (root,)
+    assert [c.path.name for c in found.candidates] == ["pto.md"]
+
+
 def test_corrupted_update_keeps_previous_version(make_ingestor, corpus):
     ing = make_ingestor()
     ing.ingest([corpus])
