@@ -2,7 +2,7 @@
 // Server data (questions, titles, quotes) only ever becomes text nodes, as on the main page (view.js).
 
 import { KEY, getJSON } from "./api.js";
-import { signInHandler } from "./signin.js";
+import { resume, signInHandler } from "./signin.js";
 import { hbars, sparkline } from "./charts.js";
 import { badge, deepLink, el, show } from "./view.js";
 
@@ -27,17 +27,6 @@ function when(iso, format) {
 }
 
 // ---- sign-in and role ---------------------------------------------------------------------------
-
-async function start() {
-  try {
-    enter(await getJSON("/v1/me")); // succeeds without a key in demo mode
-  } catch (err) {
-    const had = sessionStorage.getItem(KEY);
-    sessionStorage.removeItem(KEY);
-    if (err.status === 401) signInView(had ? "Your API key no longer works: " + err.message : "");
-    else signInView(err.message);
-  }
-}
 
 function only(id) {
   for (const v of ["signin", "denied", "app"]) show($(v), v === id);
@@ -355,7 +344,7 @@ function wire() {
   $("filters").addEventListener("submit", apply);
   $("period").addEventListener("change", () => apply(null));
   for (const b of document.querySelectorAll(".presets button")) b.addEventListener("click", preset);
-  start();
+  resume(enter, signInView);
 }
 
 wire(); // modules run after the document is parsed

@@ -2,7 +2,7 @@
 // Plain DOM, no build step, no third-party code; server data reaches the page only as text (see view.js).
 
 import { ApiError, KEY, call, events, getJSON, postJSON } from "./api.js";
-import { signInHandler } from "./signin.js";
+import { resume, signInHandler } from "./signin.js";
 import { badge, bySource, closest, deepLink, earlierTurn, el, pages, passageBody, sectionText, show, source,
          updated, withMarkers } from "./view.js";
 
@@ -12,17 +12,6 @@ const MAX_TURNS = 5; // question-answer pairs sent with a follow-up: 10 of the 2
 const MAX_TURN_CHARS = 8000; // as /v1/ask's Turn.content
 
 // ---- sign-in ----------------------------------------------------------------------------------
-
-async function start() {
-  try {
-    enter(await getJSON("/v1/me")); // succeeds without a key in demo mode (LORE_SERVER__AUTH=none)
-  } catch (err) {
-    const had = sessionStorage.getItem(KEY);
-    sessionStorage.removeItem(KEY);
-    if (err.status === 401) signInView(had ? "Your API key no longer works: " + err.message : "");
-    else signInView(err.message);
-  }
-}
 
 function signInView(message) {
   state.me = null;
@@ -342,7 +331,7 @@ function wire() {
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("passage").hidden) { e.preventDefault(); closePassage(true); }
   });
-  start();
+  resume(enter, signInView);
 }
 
 wire(); // modules run after the document is parsed

@@ -33,3 +33,15 @@ export function signInHandler(enter) {
     }
   };
 }
+
+// On load: enter with the stored key (or none, in demo mode), else show the sign-in form with why.
+export async function resume(enter, signInView) {
+  try {
+    enter(await getJSON("/v1/me")); // succeeds without a key in demo mode (LORE_SERVER__AUTH=none)
+  } catch (err) {
+    const had = sessionStorage.getItem(KEY);
+    sessionStorage.removeItem(KEY);
+    if (err.status === 401) signInView(had ? "Your API key no longer works: " + err.message : "");
+    else signInView(err.message);
+  }
+}
