@@ -94,6 +94,9 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
     summary = report.to_dict()
     for f in report.failed:
         err.print(f"[yellow]skipped[/] {f['path']}: {f['error']}")
+    for c in report.acl_changed:
+        err.print(f"[cyan]readers changed[/] {escape(c['path'])}: {escape(','.join(c['from']) or '(default)')} -> "
+                  f"{escape(','.join(c['to']) or '(default)')}")
     if as_json:
         print(json.dumps(summary))
     else:

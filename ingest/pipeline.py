@@ -53,10 +53,14 @@ class IngestReport:
     failed: list[dict] = field(default_factory=list)
     chunks: int = 0
     excluded: int = 0  # files and folders skipped by an exclude pattern (a folder counts once)
+    # documents whose readers changed, each {doc_id, path, from, to}: only ever by an explicit act
+    # (--acl, or the document's own front matter), never because a flag was left out
+    acl_changed: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
-                "deleted": self.deleted, "failed": self.failed, "chunks": self.chunks, "excluded": self.excluded}
+                "deleted": self.deleted, "failed": self.failed, "chunks": self.chunks, "excluded": self.excluded,
+                "acl_changed": self.acl_changed}
 
 
 @dataclass
@@ -67,7 +71,8 @@ class _Pending:
     size: int
     mtime: float
     fingerprint: str
-    is_new: bool
+    prev_acl: tuple[str, ...] | None  # the stored version's readers; None for a new document
+    fm_acl: tuple[str, ...] | None = None  # the readers its front matter names
     parsed: ParsedDoc | None = None
     text: str = ""
     chunks: list[Chunk] = field(default_factory=list)
@@ -219,7 +224,7 @@ class Ingestor:
             docs = self.store.get_documents(by_doc)
             for doc_id, chunks in by_doc.items():
                 doc, front_matter = docs[doc_id]
-                pend = _Pending(Candidate(Path(doc.uri), None), doc_id, doc.version, doc.size, 0.0, "", False)
+                pend = _Pending(Candidate(Path(doc.uri), None), doc_id, doc.version, doc.size, 0.0, "", doc.acl)
                 pend.chunks = sorted(chunks, key=lambda c: c.ordinal)
                 self._embed([(pend, doc.title)])
                 self.vectors.upsert([c.id for c in pend.chunks], pend.vectors,
@@ -244,13 +249,14 @@ class Ingestor:
         log.warning("skipped %s: %s", err.path, err.reason)
         self.on_event("failed", {"path": err.path, "error": err.reason})
 
-    def _fingerprint(self, doc_type: str | None, acl: tuple[str, ...]) -> str:
-        return "|".join([PARSER_VERSION, self.chunker.fingerprint, self.embedder.model_id,
-                         doc_type or "", ",".join(acl)])
+    def _fingerprint(self, doc_type: str | None) -> str:
+        """What decides how a file is parsed, chunked and embedded. Readers are not part of it: they are
+        compared on their own, so an ingest without --acl never re-stores (and so never re-decides) them."""
+        return "|".join([PARSER_VERSION, self.chunker.fingerprint, self.embedder.model_id, doc_type or ""])
 
     def _plan(self, cands: Sequence[Candidate], doc_type: str | None, acl: tuple[str, ...],
               report: IngestReport, inside: Callable[[Path], bool] | None = None) -> list[tuple[_Pending, bytes]]:
-        fp = self._fingerprint(doc_type, acl)
+        fp = self._fingerprint(doc_type)
         todo = []
         for cand in cands:
             try:
@@ -268,11 +274,12 @@ class Ingestor:
             doc_id = doc_id_for(cand.path)
             version = hashlib.sha256(data).hexdigest()
             prev = self.store.fingerprint(doc_id)
-            if prev == (version, fp):
+            prev_acl = self.store.get_document(doc_id).acl if prev is not None else None
+            if prev is not None and prev[0] == version and _same_pipeline(prev[1], fp) and acl in ((), prev_acl):
                 report.unchanged += 1
                 self.on_event("unchanged", {"path": str(cand.path)})
                 continue
-            todo.append((_Pending(cand, doc_id, version, len(data), st.st_mtime, fp, prev is None), data))
+            todo.append((_Pending(cand, doc_id, version, len(data), st.st_mtime, fp, prev_acl), data))
         return todo
 
     def _parsed(self, todo: list[tuple[_Pending, bytes]]) -> Iterator[tuple[_Pending, ParsedDoc | IngestError]]:
@@ -309,6 +316,11 @@ class Ingestor:
                 self._fail(report, result)
                 continue
             pend.parsed = result
+            try:
+                pend.fm_acl = front_matter_acl(result.front_matter, pend.cand.path)
+            except IngestError as err:
+                self._fail(report, err)
+                continue
             norm, pend.chunks = self.chunker.chunk(pend.doc_id, pend.version, result, _title(result, pend.cand.path))
             pend.text = norm.text
             batch.append(pend)
@@ -324,9 +336,14 @@ class Ingestor:
         docs = []
         for pend in batch:
             fm = pend.parsed.front_matter
-            fm_acl = fm.get("acl")
-            tokens = acl or (validate_acl(fm_acl if isinstance(fm_acl, list) else [fm_acl], f"{pend.cand.path}: front matter acl")
-                             if fm_acl else ())
+            tokens = readers(acl, pend.fm_acl, pend.prev_acl)
+            if pend.prev_acl is not None and tokens != pend.prev_acl:
+                change = {"doc_id": pend.doc_id, "path": str(pend.cand.path), "from": list(pend.prev_acl),
+                          "to": list(tokens)}
+                report.acl_changed.append(change)
+                log.warning("readers of %s changed from %s to %s", pend.cand.path, change["from"] or ["(default)"],
+                            change["to"] or ["(default)"])
+                self.on_event("acl_changed", change)
             title = _title(pend.parsed, pend.cand.path)
             docs.append(SourceDoc(
                 id=pend.doc_id, uri=str(pend.cand.path), title=title,
@@ -345,11 +362,12 @@ class Ingestor:
             if stale:
                 self.vectors.delete(stale)
             report.chunks += len(pend.chunks)
-            if pend.is_new:
+            if pend.prev_acl is None:
                 report.added += 1
             else:
                 report.updated += 1
-            self.on_event("stored", {"doc_id": doc.id, "path": doc.uri, "chunks": len(pend.chunks), "new": pend.is_new})
+            self.on_event("stored", {"doc_id": doc.id, "path": doc.uri, "chunks": len(pend.chunks),
+                                     "new": pend.prev_acl is None})
 
     def _embed(self, batch: list[tuple[_Pending, str]]) -> None:
         """Fill each pending doc's vectors in one model call, embedding only texts the cache lacks."""
@@ -386,6 +404,41 @@ class Ingestor:
     def _remove(self, doc_id: str) -> None:
         ids = self.store.delete_document(doc_id)
         self.vectors.delete(ids)
+
+
+def _same_pipeline(stored: str, fp: str) -> bool:
+    """Fingerprints written before readers left them end in '|<acl tokens>'; the rest still counts."""
+    return stored == fp or stored.rsplit("|", 1)[0] == fp
+
+
+def front_matter_acl(front_matter: dict, path: Path) -> tuple[str, ...] | None:
+    """The readers a document names itself (`acl: group:hr`, `acl: [group:hr, user:ana]`), or None.
+
+    An empty `acl:` is refused: it could mean nobody or everybody, so the file is reported instead."""
+    if "acl" not in front_matter or front_matter["acl"] is None:
+        return None
+    raw = front_matter["acl"]
+    tokens = [t for t in (raw.split(",") if isinstance(raw, str) else raw if isinstance(raw, list) else [raw])
+              if str(t).strip()]
+    if not tokens:
+        raise IngestError(str(path), "front matter `acl:` is empty, which could mean nobody or everybody; list who "
+                          "may read it (public, group:NAME, user:ID), or remove the key to keep its current readers "
+                          "(new documents get LORE_DEFAULT_ACL)")
+    try:
+        return validate_acl(tokens, "front matter acl")
+    except ConfigError as exc:
+        raise IngestError(str(path), str(exc)) from None
+
+
+def readers(flag: tuple[str, ...], front_matter: tuple[str, ...] | None,
+            stored: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Who may read a document after this ingest: --acl, else its front matter, else whoever could read
+    the stored version (a missing flag never widens access), else () for the configured default."""
+    if flag:
+        return flag
+    if front_matter is not None:
+        return front_matter
+    return stored or ()
 
 
 def _read_confined(path: Path, inside: Callable[[Path], bool]) -> bytes:

@@ -32,7 +32,7 @@ def test_ingest_docs_rm_without_network(tmp_path, corpus):
     assert r.returncode == 0 and "NETWORK ACCESS" not in r.stderr, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary == {"added": 10, "updated": 0, "unchanged": 0, "deleted": 0, "failed": [],
-                       "chunks": summary["chunks"], "excluded": 0} and summary["chunks"] > 10
+                       "chunks": summary["chunks"], "excluded": 0, "acl_changed": []} and summary["chunks"] > 10
     docs = json.loads(lore("docs", "--data-dir", d, "--json").stdout)
     assert {x["doc_type"] for x in docs} == {"policy", "spec", "incident"}
     doc = next(x for x in docs if x["title"] == "Payments API Specification v3")

@@ -48,7 +48,7 @@ def test_rerun_changes_nothing_and_never_reembeds(make_ingestor, corpus):
     finally:
         del ing.embedder.embed_documents
     assert rep.to_dict() == {"added": 0, "updated": 0, "unchanged": 10, "deleted": 0, "failed": [], "chunks": 0,
-                             "excluded": 0}
+                             "excluded": 0, "acl_changed": []}
     assert calls == [] and snapshot(ing) == before
 
 
