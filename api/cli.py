@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.logs import configure as configure_logging
 from api.settings import Settings
 from ingest.errors import ConfigError, DocumentNotFound, LoreError, StoreError
 
@@ -43,7 +43,7 @@ def _settings(data_dir: Optional[Path]) -> Settings:
         _fail(exc)
     if data_dir is not None:
         s.data_dir = data_dir
-    logging.basicConfig(level=s.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(s.log_level)
     return s
 
 

@@ -47,6 +47,7 @@ class Grounded:
     dropped: tuple[str, ...]  # sentences without a valid marker
     bad_markers: tuple[int, ...]  # markers that named no passage
     injected: tuple[str, ...] = ()  # sentences whose only support was an instruction inside a passage
+    unsupported: tuple[str, ...] = ()  # sentences naming a figure or name that none of their passages holds
     no_evidence: bool = False  # the model said the passages do not answer, and nothing cited remains
 
 
@@ -55,6 +56,47 @@ class _Claim:
     unit: Unit
     body: str  # the sentence without its markers
     sources: tuple[int, ...]  # 0-based passage indexes, in the order the model cited them
+
+
+# Key facts of a sentence: its figures (digits; "forty" and "40" are one figure) and its names (capitalised
+# words past the sentence's first word, acronyms). A model's sentence whose key facts are not all in the
+# passages it cites says something they do not: "The CEO salary is 9,999,999 EUR [1]" citing the PTO policy.
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[,.]\d+)*")
+_NUMBER_WORDS = {w: str(n) for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60",
+                                                     "seventy": "70", "eighty": "80", "ninety": "90", "hundred": "100"}
+_NAME = re.compile(r"(?<![\w'’-])([A-Z][A-Za-z0-9&'’.-]*[A-Za-z0-9]|[A-Z]{2,})")
+
+
+def _figures(text: str, words: bool = True) -> set[str]:
+    """Every figure in `text`, normalised (thousands separators and a trailing .0 dropped); with `words`,
+    number words too ("one" never counts in a claim: "no one", "one of the" are not figures)."""
+    got = {re.sub(r"(?<=\d)[,](?=\d{3}\b)", "", n).removesuffix(".0").removesuffix(".00")
+           for n in _NUMBER.findall(text)}
+    said = re.findall(r"[a-z]+", text.lower())
+    got |= {_NUMBER_WORDS[w] for w in said if w in _NUMBER_WORDS and (words or w not in ("zero", "one"))}
+    return got
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words that are not merely the sentence's opening word."""
+    words = _NAME.findall(text)
+    opening = re.match(r"\W*([A-Za-z][\w'’.-]*)", text)
+    first = opening.group(1) if opening else None
+    return {w.lower() for w in words if w != first}
+
+
+def missing_facts(claim: str, support: str) -> tuple[str, ...]:
+    """The figures and names of `claim` that `support` (passage text, title, section) does not hold."""
+    figures = sorted(_figures(claim, words=False) - _figures(support))
+    low, terms = support.lower(), _terms(support)
+    names = sorted(n for n in _names(claim) if n not in low and stem(n) not in terms)
+    return tuple(figures + names)
+
+
+def _support(hit: Hit) -> str:
+    return "\n".join([hit.doc.title, *hit.chunk.section, hit.chunk.text])
 
 
 def _terms(text: str) -> set[str]:
@@ -100,16 +142,21 @@ def ground(raw: str, hits: Sequence[Hit], embedder: Embedder) -> Grounded:
     units, claims, dropped, bad = _claims(text, len(hits))
     quotes = _quotes([c for c in claims if c is not None], hits, embedder)
     injected: list[str] = []
+    unsupported: list[str] = []
     for i, c in enumerate(claims):
         if c is None:
             continue
         ok = tuple(s for s in c.sources if not is_instruction(quotes[c.unit.start, s]))
         if not ok:
             injected.append(c.body)
+        elif missing_facts(c.body, "\n".join(_support(hits[s]) for s in ok)):
+            unsupported.append(c.body)
+            ok = ()
         claims[i] = replace(c, sources=ok) if ok else None
     kept = [c for c in claims if c is not None]
     if not kept:
-        return Grounded("", (), 0, tuple(dropped), tuple(bad), tuple(injected), no_evidence=sentinel)
+        return Grounded("", (), 0, tuple(dropped), tuple(bad), tuple(injected), tuple(unsupported),
+                        no_evidence=sentinel)
     renumber: dict[int, int] = {}
     for c in kept:
         for src in c.sources:
@@ -127,7 +174,7 @@ def ground(raw: str, hits: Sequence[Hit], embedder: Embedder) -> Grounded:
             cites.setdefault((renumber[src], q), Citation.from_hit(renumber[src], hits[src], q))
     out.append(text[pos:])
     return Grounded(_tidy("".join(out)), tuple(cites.values()), len(kept), tuple(dropped), tuple(bad),
-                    tuple(injected))
+                    tuple(injected), tuple(unsupported))
 
 
 def _tidy(text: str) -> str:

@@ -183,6 +183,8 @@ class Assistant:
             run.notes.append(f"removed citation markers naming no passage: {sorted(set(g.bad_markers))}")
         run.notes.extend(f"dropped sentence without a valid citation: {s[:200]}" for s in g.dropped)
         run.notes.extend(f"dropped sentence resting on an instruction inside a passage: {s[:200]}" for s in g.injected)
+        run.notes.extend(f"dropped sentence whose figures or names its passages do not hold: {s[:200]}"
+                         for s in g.unsupported)
         if g.no_evidence:
             return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, self.models, trace_id)
         if not g.citations:
@@ -190,7 +192,7 @@ class Assistant:
                                                "no sentence of the model's answer kept a valid citation",
                                                streaming and not streamed))
         # an LLM answer's confidence: the share of the model's sentences that kept a valid citation
-        grounded_share = g.kept / (g.kept + len(g.dropped) + len(g.injected))
+        grounded_share = g.kept / (g.kept + len(g.dropped) + len(g.injected) + len(g.unsupported))
         return Answer(question, g.text, "answered", g.citations, tuple(hits), {}, self.models, trace_id,
                       grounded_share)
 
