@@ -60,7 +60,10 @@ def keys_create(user: Optional[str] = typer.Option(None, "--user", help="the use
 def keys_list(all_: bool = typer.Option(False, "--all", help="include revoked keys"),
               data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
     """List keys (ids, users, groups, roles; never the keys themselves)."""
-    infos = _store(data_dir).list(include_revoked=all_)
+    try:
+        infos = _store(data_dir).list(include_revoked=all_)
+    except LoreError as exc:
+        _fail(exc)
     if as_json:
         print(json.dumps([i.to_dict() for i in infos]))
         return

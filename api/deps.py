@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from api import wiring
 from api.auth import Caller, Forbidden, KeyStore, Unauthorized, bearer, trusted
 from api.settings import Settings
+from ingest.errors import LoreError, StoreError
 from retriever.filters import Access
 from retriever.types import Principal
 
@@ -89,10 +90,30 @@ class Services:
         self.retriever.embedder.embed_query("warm up")
 
     def ready(self) -> dict:
-        """What /readyz reports; raises when a store is unreachable."""
+        """What /readyz reports; raises when a store is unreachable or the data directory cannot be written."""
         docs, chunks = self.store.counts()
-        return {"documents": docs, "chunks": chunks, "vectors": self.retriever.vectors.count(),
-                "model_loaded": "_retriever" in self.__dict__}
+        vectors = self.retriever.vectors.count()
+        self.check_writable()
+        return {"documents": docs, "chunks": chunks, "vectors": vectors, "model_loaded": "_retriever" in self.__dict__}
+
+    def check_writable(self) -> None:
+        """A cheap write probe (one page, synced, removed): a full or read-only disk is not ready, though reads
+        still work, since answers are audited and keys, uploads and ingests all write."""
+        import os
+        import tempfile
+
+        where = Path(self.settings.data_dir)
+        try:
+            fd, name = tempfile.mkstemp(prefix=".lore-probe-", dir=where)
+            try:
+                os.write(fd, b"\0" * 4096)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(name)
+        except OSError as exc:
+            raise StoreError(f"the data directory {where} cannot be written ({exc.strerror or exc}); free disk "
+                             "space or fix its permissions") from None
 
     def close(self) -> None:
         for name in ("_store", "_keys", "_audit", "_jobs"):
@@ -122,6 +143,27 @@ def caller(request: Request, svc: Services = Depends(services)) -> Caller:
     if key is None:
         raise Unauthorized("this API needs an API key: send 'Authorization: Bearer <key>' (lore keys create)")
     return svc.keys.verify(key)
+
+
+def optional_caller(request: Request) -> Caller | None:
+    """The caller if the request authenticates, else None: for public routes that show admins more."""
+    try:
+        return caller(request, services(request))
+    except LoreError:  # no, bad or unverifiable credentials: the public answer
+        return None
+
+
+def authenticate_first(request: Request) -> None:
+    """Raise Unauthorized if the request's route needs a caller and it has none: called before a body error is
+    reported, since FastAPI reads the body before it runs the dependencies (no credentials, no 422)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is not None and _needs(dependant, caller):
+        caller(request, services(request))
+
+
+def _needs(dependant, fn) -> bool:
+    return dependant.call is fn or any(_needs(d, fn) for d in dependant.dependencies)
 
 
 def admin(who: Caller = Depends(caller)) -> Caller:

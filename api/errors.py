@@ -27,9 +27,17 @@ class TooLarge(LoreError):
     """The request body is over the configured limit."""
 
 
+class WrongHost(LoreError):
+    """Demo mode: the request is addressed (Host header) to a name other than the loopback address served."""
+
+
+class ForeignOrigin(Forbidden):
+    """Demo mode: a browser sent the request from a page of another origin."""
+
+
 # most specific first: the first matching class decides
 _STATUS: list[tuple[type[LoreError], int, str]] = [
-    (Unauthorized, 401, "unauthorized"), (Forbidden, 403, "forbidden"),
+    (Unauthorized, 401, "unauthorized"), (Forbidden, 403, "forbidden"), (WrongHost, 421, "misdirected_request"),
     (NotFound, 404, "not_found"), (DocumentNotFound, 404, "not_found"),
     (TooLarge, 413, "too_large"), (FileTooLarge, 413, "too_large"),
     (UnsupportedFormat, 415, "unsupported_type"), (IngestError, 422, "unprocessable_document"),
@@ -38,7 +46,7 @@ _STATUS: list[tuple[type[LoreError], int, str]] = [
 ]
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 406: "not_acceptable", 413: "too_large", 415: "unsupported_type",
-               422: "invalid_request"}
+               421: "misdirected_request", 422: "invalid_request"}
 
 
 def status_of(exc: LoreError) -> tuple[int, str]:
@@ -46,7 +54,50 @@ def status_of(exc: LoreError) -> tuple[int, str]:
 
 
 def body(code: str, message: str, trace_id: str | None = None, **extra) -> dict:
-    return {"error": {"code": code, "message": message, "trace_id": trace_id, **extra}}
+    return {"error": {"code": code, "message": printable(message), "trace_id": trace_id, **extra}}
+
+
+def printable(text: str) -> str:
+    """Text that can be sent as UTF-8: a lone surrogate echoed from the input becomes a visible \\udXXX."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def problems_of(exc: RequestValidationError) -> list[dict]:
+    """Each validation problem as {field, message}, the body's own path (`filters.doc_ids.0`) as the field."""
+    out = []
+    for e in exc.errors():
+        loc = tuple(e.get("loc", ()))
+        if e.get("type") == "json_invalid":  # loc is ("body", <character offset>)
+            at = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+            why = (e.get("ctx") or {}).get("error") or "malformed"
+            out.append({"field": "body", "message": f"not valid JSON ({why}{at}); send one JSON object with "
+                                                    "Content-Type: application/json"})
+            continue
+        where = ".".join(printable(str(p)) for p in loc if p != "body") or "body"
+        out.append({"field": where, "message": printable(str(e.get("msg", "invalid")))})
+    return out
+
+
+def unauthenticated(request: Request) -> LoreError | None:
+    """The authentication error a request with a bad body would have had: credentials are judged first."""
+    from api.deps import authenticate_first
+
+    try:
+        authenticate_first(request)
+    except LoreError as exc:
+        return exc
+    return None
+
+
+async def send_error(send: Send, exc: LoreError) -> None:
+    """An error response sent from ASGI middleware, outside the exception handlers."""
+    import json
+
+    status, code = status_of(exc)
+    payload = json.dumps(body(code, str(exc))).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def install(app: FastAPI) -> None:
@@ -60,10 +111,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-            problems.append({"field": where, "message": e.get("msg", "invalid")})
+        denied = unauthenticated(request)
+        if denied is not None:
+            return await lore_error(request, denied)
+        problems = problems_of(exc)
         text = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
         return JSONResponse(jsonable_encoder(body("invalid_request", f"invalid request: {text}", problems=problems)),
                             status_code=422)
@@ -119,12 +170,7 @@ class BodyLimit:
 
     @staticmethod
     async def _reject(send: Send, limit: int) -> None:
-        import json
-
-        payload = json.dumps(body("too_large", _over_message(limit))).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
+        await send_error(send, TooLarge(_over_message(limit)))
 
 
 def _over_message(limit: int) -> str:

@@ -3,13 +3,48 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from retriever.types import Filters
 
 MAX_QUESTION = 2000
+
+
+def _lone_surrogate(value: Any, where: str = "") -> tuple[str, int] | None:
+    """Where in a JSON value (strings, list items, object keys and values) a lone surrogate sits, if anywhere."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return where, exc.start
+    elif isinstance(value, list):
+        return next((f for i, v in enumerate(value) if (f := _lone_surrogate(v, f"{where}[{i}]"))), None)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if (f := _lone_surrogate(k, f"{where} key {k!r}" if where else f"key {k!r}")) or \
+                    (f := _lone_surrogate(v, f"{where}.{k}" if where else repr(k))):
+                return f
+    return None
+
+
+def _valid_unicode(value: Any) -> Any:
+    """JSON's \\ud800 escapes decode to lone surrogates, which no store, model or log can encode: a 422 here."""
+    found = _lone_surrogate(value)
+    if found is not None:
+        where, at = found
+        raise PydanticCustomError("unicode", "holds a lone surrogate (an unpaired \\ud800-\\udfff escape) {where}at "
+                                  "character {at}; send valid Unicode text",
+                                  {"where": f"in {where} " if where else "", "at": at})
+    return value
+
+
+# Apply to any input field that holds text, alone or inside lists, dicts and unions (checked before the type,
+# so a union does not report one error per branch): `Annotated[str | list[Part], UNICODE]`.
+UNICODE = BeforeValidator(_valid_unicode)
+Text = Annotated[str, UNICODE]
 
 
 class Strict(BaseModel):
@@ -20,12 +55,12 @@ class FiltersIn(Strict):
     """Narrow what is searched. All given fields must hold; a list matches any of its values."""
 
     doc_types: list[Literal["policy", "spec", "incident", "other"]] = Field([], max_length=4)
-    doc_ids: list[str] = Field([], max_length=200)
-    path_prefix: str | None = Field(None, max_length=1000, description="source path starts with this")
+    doc_ids: list[Text] = Field([], max_length=200)
+    path_prefix: Text | None = Field(None, max_length=1000, description="source path starts with this")
     updated_after: datetime | None = None
     updated_before: datetime | None = None
-    metadata: dict[str, str | int | float | bool] = Field({}, description="front-matter key = value",
-                                                           max_length=20)
+    metadata: Annotated[dict[str, str | int | float | bool], UNICODE] = Field(
+        {}, description="front-matter key = value", max_length=20)
 
     def to_filters(self) -> Filters:
         return Filters(doc_types=tuple(self.doc_types), doc_ids=tuple(self.doc_ids), path_prefix=self.path_prefix,
@@ -35,7 +70,7 @@ class FiltersIn(Strict):
 
 class Turn(Strict):
     role: Literal["user", "assistant"]
-    content: str = Field(..., max_length=8000)
+    content: Text = Field(..., max_length=8000)
 
 
 def _question(v: str) -> str:
@@ -45,7 +80,7 @@ def _question(v: str) -> str:
 
 
 class AskIn(Strict):
-    question: str = Field(..., min_length=1, max_length=MAX_QUESTION, examples=["How many PTO hours carry over?"])
+    question: Text = Field(..., min_length=1, max_length=MAX_QUESTION, examples=["How many PTO hours carry over?"])
     filters: FiltersIn | None = None
     history: list[Turn] | None = Field(None, max_length=20, description="earlier turns, oldest first, "
                                        "so a follow-up ('and for contractors?') is understood")
@@ -54,7 +89,7 @@ class AskIn(Strict):
 
 
 class SearchIn(Strict):
-    query: str = Field(..., min_length=1, max_length=MAX_QUESTION, examples=["payments api rate limit"])
+    query: Text = Field(..., min_length=1, max_length=MAX_QUESTION, examples=["payments api rate limit"])
     top_k: int = Field(10, ge=1, le=100)
     filters: FiltersIn | None = None
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"

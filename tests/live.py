@@ -22,15 +22,15 @@ class LiveServer:
     """`with LiveServer(settings) as srv: httpx.get(srv.url + "/healthz")`."""
 
     def __init__(self, settings, services=None) -> None:
-        from api.app import create_app
+        from api.app import create_app, uvicorn_config
 
         self.settings = settings
         self.app = create_app(settings, services=services, warm=True)
         self.services = self.app.state.services
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
+        # the same uvicorn settings as `lore serve` (no proxy headers: the TCP peer is the client)
+        self.server = uvicorn.Server(uvicorn_config(self.app, "127.0.0.1", self.port))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "LiveServer":

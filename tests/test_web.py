@@ -62,12 +62,24 @@ def ask(page: Page, question: str) -> dict:
     """Ask through the page; the Answer JSON the page received (its stream's final event)."""
     box = page.get_by_label("Ask a question")
     box.fill(question)
-    with page.expect_response(lambda r: r.url.endswith("/v1/ask/stream")) as resp:
-        box.press("Enter")
-    r = resp.value
+    bodies: list[str] = []
+
+    def keep(route) -> None:  # the stream is Cache-Control: no-store, so the browser keeps no copy to read back
+        got = route.fetch()
+        bodies.append(got.text())
+        route.fulfill(response=got)
+
+    page.route("**/v1/ask/stream", keep)
+    try:
+        with page.expect_response(lambda r: r.url.endswith("/v1/ask/stream")) as resp:
+            box.press("Enter")
+        r = resp.value
+    finally:
+        page.unroute("**/v1/ask/stream", keep)
     assert r.status == 200 and r.headers["content-type"].startswith("text/event-stream")
+    assert "no-store" in r.headers["cache-control"]
     assert r.request.headers["x-lore-channel"] == "web"
-    events = sse(r.text())
+    events = sse(bodies[-1])
     assert events[-1][0] == "answer"
     expect(page.locator("#answer")).to_have_attribute("aria-busy", "false")
     return events[-1][1]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Caller
 from api.deps import Services, admin, caller, services
-from api.schemas import Strict, errors
+from api.schemas import Strict, Text, errors
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 Status = Literal["answered", "extractive", "no_evidence"]
@@ -22,9 +22,9 @@ Rating = Literal["up", "down"]
 class FeedbackIn(Strict):
     """A thumbs up or down on one answer, identified by its trace id."""
 
-    trace_id: str = Field(..., min_length=1, max_length=64, description="the trace_id returned with the answer")
+    trace_id: Text = Field(..., min_length=1, max_length=64, description="the trace_id returned with the answer")
     rating: Rating
-    comment: str | None = Field(None, max_length=2000, description="what was wrong or right; redacted like "
+    comment: Text | None = Field(None, max_length=2000, description="what was wrong or right; redacted like "
                                 "questions when LORE_AUDIT__REDACT is on")
     channel: Literal["api", "web"] = Field("api", description="where the rating was given")
 

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import time
-from typing import Iterator, Literal
+from typing import Annotated, Iterator, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -25,7 +25,7 @@ from api import errors
 from api.auth import Caller
 from api.deps import Services, caller, services
 from api.routes.ask import finish
-from api.schemas import MAX_QUESTION, CitationOut, ErrorOut
+from api.schemas import MAX_QUESTION, UNICODE, CitationOut, ErrorOut, Text
 from assistant.types import Answer
 from ingest.errors import LoreError
 
@@ -73,10 +73,7 @@ def _lore_error(exc: LoreError) -> JSONResponse:
 
 
 def _invalid(exc: RequestValidationError) -> JSONResponse:
-    problems = []
-    for e in exc.errors():
-        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-        problems.append({"field": where, "message": e.get("msg", "invalid")})
+    problems = errors.problems_of(exc)
     text = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
     param = problems[0]["field"] if problems else None
     return _error(422, "invalid_request", f"invalid request: {text}", param, problems=problems)
@@ -91,8 +88,9 @@ class OpenAIRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 return await handler(request)
-            except RequestValidationError as exc:
-                return _invalid(exc)
+            except RequestValidationError as exc:  # credentials are judged before the body
+                denied = errors.unauthenticated(request)
+                return _invalid(exc) if denied is None else _lore_error(denied)
             except LoreError as exc:
                 return _lore_error(exc)
 
@@ -108,14 +106,14 @@ class _Open(BaseModel):
 
 
 class ContentPart(_Open):
-    type: str = Field(..., max_length=64, description="only `text` parts are read")
-    text: str | None = None
+    type: Text = Field(..., max_length=64, description="only `text` parts are read")
+    text: Text | None = None
 
 
 class MessageIn(_Open):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = Field(None, max_length=256)
+    content: Annotated[str | list[ContentPart] | None, UNICODE] = None
+    name: Text | None = Field(None, max_length=256)
 
 
 class StreamOptions(_Open):
@@ -125,7 +123,7 @@ class StreamOptions(_Open):
 class ChatIn(_Open):
     """OpenAI's chat request. Sampling fields are accepted and ignored: Lore's answers are grounded, not sampled."""
 
-    model: str = Field(..., max_length=256, examples=[MODEL_ID])
+    model: Text = Field(..., max_length=256, examples=[MODEL_ID])
     messages: list[MessageIn] = Field(..., min_length=1, max_length=500)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -134,7 +132,7 @@ class ChatIn(_Open):
     max_tokens: int | None = Field(None, description="ignored")
     max_completion_tokens: int | None = Field(None, description="ignored")
     n: int | None = Field(None, ge=1, le=128, description="ignored: one choice is returned")
-    user: str | None = Field(None, max_length=256, description="ignored: the API key decides permissions")
+    user: Text | None = Field(None, max_length=256, description="ignored: the API key decides permissions")
 
 
 class ModelOut(BaseModel):

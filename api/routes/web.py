@@ -3,11 +3,14 @@ build step and no CDN."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 
 from api.errors import NotFound
@@ -40,6 +43,26 @@ def _serve(request: Request, name: str, media_type: str) -> Response:
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=media_type, headers=headers)
+
+
+DOCS_ASSETS = "/static-offline-docs"  # where fastapi-offline serves Swagger UI's files
+_INLINE = re.compile(rb"<script>(.*?)</script>", re.S)
+
+
+@router.get("/docs")
+def docs(request: Request) -> Response:
+    """Swagger UI under the pages' CSP, with its one inline script (the UI's settings) allowed by its hash."""
+    app, root = request.app, request.scope.get("root_path", "")
+    page = get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+                               swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                               swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                               swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+                               swagger_ui_parameters=app.swagger_ui_parameters)
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'"
+                      for s in _INLINE.findall(page.body))
+    csp = CSP.replace("script-src 'self'", f"script-src 'self' {hashes}")
+    return Response(page.body, media_type="text/html; charset=utf-8",
+                    headers={**HEADERS, "Content-Security-Policy": csp})
 
 
 @router.get("/")
