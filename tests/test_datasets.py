@@ -32,7 +32,8 @@ def chunks_by_doc(enterprise_kb) -> dict[str, list[str]]:
 
 
 def test_there_are_dev_and_held_out_sets():
-    assert {s.name for s in SETS} >= {"enterprise_dev.jsonl", "enterprise_test.jsonl", "enterprise_test2.jsonl"}
+    assert {s.name for s in SETS} >= {"enterprise_dev.jsonl", "enterprise_test.jsonl", "enterprise_test2.jsonl",
+                                      "enterprise_test3.jsonl"}
 
 
 @pytest.mark.parametrize("path", SETS, ids=lambda p: p.stem)
@@ -54,5 +55,5 @@ def test_every_fact_sits_in_one_chunk_of_a_gold_document(path, chunks_by_doc):
 def test_held_out_questions_are_new():
     """No question of a held-out set repeats one of the dev set (a repeat would be tuned on)."""
     dev = {_norm(r["question"]) for r in load_dataset(REPO / "evals" / "datasets" / "enterprise_dev.jsonl")}
-    for name in ("enterprise_test.jsonl", "enterprise_test2.jsonl"):
+    for name in ("enterprise_test.jsonl", "enterprise_test2.jsonl", "enterprise_test3.jsonl"):
         assert not [r["id"] for r in load_dataset(REPO / "evals" / "datasets" / name) if _norm(r["question"]) in dev]
