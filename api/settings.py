@@ -63,8 +63,9 @@ class AnswerSettings(BaseModel):
 
 
 class LLMSettings(BaseModel):
-    """An OpenAI-compatible chat model (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server).
-    On when base_url and model are both set; otherwise answers are extractive and offline."""
+    """An OpenAI-compatible chat model (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server), or a local
+    GGUF model file run in-process. On when base_url and model are both set, or gguf is; otherwise
+    answers are extractive and offline."""
 
     base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1, http://localhost:11434/v1 "
                                  "(Ollama); with api_version: the Azure resource endpoint")
@@ -78,13 +79,22 @@ class LLMSettings(BaseModel):
     prompt_version: str = Field("v1", description="assistant/prompts/answer-<version>.md and condense-<version>.md")
     passages: int = Field(6, ge=1, le=30, description="top passages given to the model")
     condense: bool = Field(True, description="rewrite follow-up questions into standalone ones with the model")
+    gguf: Path | None = Field(None, description="a GGUF model file run in-process by llama.cpp (no server, "
+                              "no network), instead of base_url/model")
+    context: int = Field(4096, ge=512, le=131072, description="gguf: context window in tokens")
+    threads: int | None = Field(None, ge=1, le=256, description="gguf: CPU threads (default: all cores)")
 
     @property
     def enabled(self) -> bool:
-        return bool(self.base_url and self.model)
+        return bool(self.base_url and self.model) or self.gguf is not None
 
     @model_validator(mode="after")
     def _complete(self) -> "LLMSettings":
+        if self.gguf is not None and (self.base_url or self.model):
+            raise ValueError("LORE_LLM__GGUF runs a local model file; unset LORE_LLM__BASE_URL and LORE_LLM__MODEL, "
+                             "or unset LORE_LLM__GGUF to use the server")
+        if self.gguf is not None and not self.gguf.expanduser().is_file():
+            raise ValueError(f"LORE_LLM__GGUF={str(self.gguf)!r} is not a file; give the path of a .gguf model")
         if self.base_url and not self.model:
             raise ValueError("LORE_LLM__BASE_URL is set but LORE_LLM__MODEL is not; set the model "
                              "(the deployment name on Azure) or unset LORE_LLM__BASE_URL for offline answers")

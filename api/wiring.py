@@ -88,9 +88,14 @@ def build_llm(s: Settings):
     """The configured chat model, or None: answers are then extractive and offline."""
     if not s.llm.enabled:
         return None
+    c = s.llm
+    if c.gguf is not None:
+        from assistant.gguf import GgufLLM
+
+        return GgufLLM(c.gguf, n_ctx=c.context, threads=c.threads, max_tokens=c.max_tokens,
+                       temperature=c.temperature, timeout=max(c.timeout, 120.0))
     from assistant.llm import OpenAIChatLLM
 
-    c = s.llm
     return OpenAIChatLLM(c.base_url, c.model, api_key=c.api_key.get_secret_value(), api_version=c.api_version,
                          timeout=c.timeout, max_retries=c.max_retries, temperature=c.temperature,
                          max_tokens=c.max_tokens)
