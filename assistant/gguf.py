@@ -117,7 +117,14 @@ class GgufLLM:
             finally:
                 chunks.put(_DONE)
 
-        threading.Thread(target=run, name="gguf-stream", daemon=True).start()
+        worker = threading.Thread(target=run, name="gguf-stream", daemon=True)
+        worker.start()
+        try:
+            yield from self._read(chunks, failure)
+        finally:  # a reader that stops early still waits for llama.cpp to finish (it cannot be interrupted)
+            worker.join(timeout=self.timeout)
+
+    def _read(self, chunks: queue.Queue, failure: list[BaseException]) -> Iterator[str | Completion]:
         parts: list[str] = []
         usage: dict = {}
         finish = None
