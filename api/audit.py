@@ -27,13 +27,15 @@ from typing import Callable, Iterator
 
 from api.errors import NotFound
 from api.redact import scan
-from ingest.errors import ConfigError, StoreError
+from ingest.errors import ConfigError, sqlite_unusable
 
 log = logging.getLogger(__name__)
 CHANNELS = ("api", "web", "slack", "openai")
 RATINGS = ("up", "down")
 STATUSES = ("answered", "extractive", "no_evidence")
 PURGE_EVERY_S = 3600.0
+DAMAGED = ("restore audit.db from a backup; to start a new, empty log instead, move it aside and keep it (it is the "
+           "record of past answers)")
 MAX_SOURCES = 10
 _NOW_MINUS = "strftime('%Y-%m-%dT%H:%M:%f', 'now', '-' || (SELECT retention_days FROM policy) || ' days')"
 _SCHEMA = f"""
@@ -170,12 +172,15 @@ class AuditLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
             self._db.execute("UPDATE policy SET retention_days=? WHERE id=1", (retention_days,))
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the audit log {self.path}: {exc}; check the data directory "
-                             "(LORE_DATA_DIR) is writable") from exc
+            self._db.close()
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
 
     def _mask(self, text: str) -> tuple[str, dict]:
         text = _utf8(text)
@@ -224,9 +229,8 @@ class AuditLog:
         mine, args = self._visible(caller)
         trace_id, at = _utf8(trace_id), utc_iso(self._clock())
         with self._lock:
-            found = self._db.execute(f"SELECT 1 FROM answers WHERE trace_id=? AND {mine} LIMIT 1",
-                                     (trace_id, *args)).fetchone()
-            if found is None:
+            found = self._read(f"SELECT 1 FROM answers WHERE trace_id=? AND {mine} LIMIT 1", (trace_id, *args))
+            if not found:
                 raise NotFound(f"no answer with trace id {trace_id!r} was given to you; use the trace_id "
                                "returned with the answer")
             p = caller.principal
@@ -266,9 +270,9 @@ class AuditLog:
             args.append(rating)
         sql = " AND ".join(where)
         with self._lock:
-            total = self._db.execute(f"SELECT count(*) FROM answers WHERE {sql}", args).fetchone()[0]
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM answers WHERE {sql} ORDER BY seq DESC LIMIT ? OFFSET ?",
-                                    (*args, limit, offset)).fetchall()
+            total = self._read(f"SELECT count(*) FROM answers WHERE {sql}", args)[0][0]
+            rows = self._read(f"SELECT {_COLUMNS} FROM answers WHERE {sql} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                              (*args, limit, offset))
             return self._with_feedback(rows), total
 
     def iter_records(self, since: datetime | None = None, until: datetime | None = None,
@@ -284,8 +288,8 @@ class AuditLog:
             args.append(utc_iso(until))
         while True:
             with self._lock:
-                rows = self._db.execute(f"SELECT {_COLUMNS} FROM answers WHERE seq > ?{bounds} ORDER BY seq LIMIT ?",
-                                        (last, *args, batch)).fetchall()
+                rows = self._read(f"SELECT {_COLUMNS} FROM answers WHERE seq > ?{bounds} ORDER BY seq LIMIT ?",
+                                  (last, *args, batch))
                 records = self._with_feedback(rows)
             if not records:
                 return
@@ -295,8 +299,8 @@ class AuditLog:
     def feedback_for(self, trace_id: str) -> list[Feedback]:
         """All ratings of one answer, oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT trace_id, rating, comment, recorded_at, user_id, key_id, channel "
-                                    "FROM feedback WHERE trace_id=? ORDER BY seq", (trace_id,)).fetchall()
+            rows = self._read("SELECT trace_id, rating, comment, recorded_at, user_id, key_id, channel "
+                              "FROM feedback WHERE trace_id=? ORDER BY seq", (trace_id,))
         return [Feedback(*r) for r in rows]
 
     def _with_feedback(self, rows: list[tuple]) -> list[AuditRecord]:
@@ -304,9 +308,8 @@ class AuditLog:
         latest: dict[str, Feedback] = {}
         for i in range(0, len(traces), 500):
             part = traces[i:i + 500]
-            for r in self._db.execute("SELECT trace_id, rating, comment, recorded_at, user_id, key_id, channel "
-                                      f"FROM feedback WHERE trace_id IN ({','.join('?' * len(part))}) ORDER BY seq",
-                                      part):
+            for r in self._read("SELECT trace_id, rating, comment, recorded_at, user_id, key_id, channel "
+                                f"FROM feedback WHERE trace_id IN ({','.join('?' * len(part))}) ORDER BY seq", part):
                 latest[r[0]] = Feedback(*r)
         out = []
         for r in rows:
@@ -334,7 +337,7 @@ class AuditLog:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"audit log purge failed: {exc}") from exc
+                raise sqlite_unusable(self.path, exc, DAMAGED) from exc
         if answers or feedback:
             log.info("audit log: purged %d answers and %d feedback rows older than %d days", answers, feedback,
                      self.retention_days)
@@ -344,7 +347,14 @@ class AuditLog:
         try:
             self._db.execute(sql, args)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the audit log {self.path}: {exc}") from exc
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
+
+    def _read(self, sql: str, args=()) -> list[tuple]:
+        """All rows of a query; a damaged page found while reading them is a StoreError, not a 500."""
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
 
     def close(self) -> None:
         with self._lock:

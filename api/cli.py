@@ -68,8 +68,13 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
            as_json: bool = AsJson) -> None:
     """Ingest files and folders; unchanged files are skipped, removed or excluded ones deleted."""
     from api.wiring import build_ingestor, refresh_keyword_index
+    from ingest.discover import exclude_spec
 
     s = _settings(data_dir)
+    try:
+        exclude_spec(exclude, "--exclude")  # named now, before the model loads (a .loreignore's at the walk)
+    except LoreError as exc:
+        _fail(exc)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err, transient=True, disable=not err.is_terminal)
     task = None
@@ -290,6 +295,8 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
                     raise ValueError('each line needs a "question" string')
                 ans = assistant.answer(item["question"], Principal.of(item.get("user"), item.get("groups")))
                 print(json.dumps(ans.to_dict(id=item.get("id"))), flush=True)
+            except StoreError:  # the knowledge base itself is unusable: no later line can be answered
+                raise
             except (ValueError, LoreError) as exc:  # one bad line is reported in place, the rest go on
                 rid = item.get("id") if isinstance(item, dict) else None
                 print(json.dumps({"id": rid, "line": n, "error": f"stdin line {n}: {exc}"}), flush=True)

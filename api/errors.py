@@ -121,6 +121,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (undecodable bytes): credentials first
+            denied = unauthenticated(request)
+            if denied is not None:
+                return await lore_error(request, denied)
         code = _HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 

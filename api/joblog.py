@@ -17,10 +17,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from ingest.errors import StoreError
+from ingest.errors import sqlite_unusable
 
 log = logging.getLogger(__name__)
 OPEN = ("queued", "running")  # a job in one of these when its service dies is interrupted
+DAMAGED = "move jobs.db aside: it holds only the history of ingest jobs, and a new one is made on the next start"
 INTERRUPTED = ("the service stopped before this job finished; ingest is crash-safe (no document is left half-stored), "
                "so start it again with the same paths (POST /v1/ingest): files already stored are skipped")
 
@@ -66,9 +67,9 @@ class JobLog:
             self._alive.acquire(timeout=0)  # never released: the kernel drops it when this process ends
             self._recover()
         except (OSError, sqlite3.Error, Timeout) as exc:
-            raise StoreError(f"cannot open the ingest job log {self.path}: {exc}; check that the data directory "
-                             f"(LORE_DATA_DIR) is writable, or move a damaged {self.path.name} aside (it holds "
-                             "only job history)") from exc
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
 
     def add(self, rec: dict) -> None:
         """Record a new job (as `Job.to_dict` gives it) and forget all but the latest `keep`."""
@@ -83,15 +84,20 @@ class JobLog:
                     (_now(), *vals, rec["job_id"]))
 
     def load(self, job_id: str) -> dict | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {', '.join(_FIELDS)} FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return None if row is None else _record(row)
+        rows = self._read(f"SELECT {', '.join(_FIELDS)} FROM jobs WHERE id=?", (job_id,))
+        return _record(rows[0]) if rows else None
 
     def recent(self, n: int) -> list[dict]:
         """The latest `n` jobs, newest first."""
-        with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(_FIELDS)} FROM jobs ORDER BY seq DESC LIMIT ?", (n,)).fetchall()
-        return [_record(r) for r in rows]
+        return [_record(r) for r in self._read(f"SELECT {', '.join(_FIELDS)} FROM jobs ORDER BY seq DESC LIMIT ?", (n,))]
+
+    def _read(self, sql: str, args: tuple) -> list[tuple]:
+        """All rows of a query; a damaged page found while reading them is a StoreError, not a 500."""
+        try:
+            with self._lock:
+                return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
 
     def close(self) -> None:
         with self._lock:

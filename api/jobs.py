@@ -10,6 +10,7 @@ skipped, not followed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -33,7 +34,7 @@ from api.errors import NotFound
 from api.joblog import JobLog
 from ingest.discover import discover, exclude_spec
 from ingest.errors import ConfigError, FileTooLarge, IngestError, LoreError, StoreLocked, UnsupportedFormat
-from ingest.formats import SUPPORTED, format_of
+from ingest.formats import SUPPORTED, ZIP_EXPANSION, check_archive, format_of
 from ingest.pipeline import doc_id_for
 from ingest.types import SourceDoc, validate_acl
 
@@ -143,6 +144,7 @@ class Jobs:
         self._active: Job | None = None
         self._records: JobLog | None = None
         self._opening = threading.Lock()
+        self._reconciled = False  # uploads are reconciled before the first write (reconcile_uploads)
 
     @property
     def records(self) -> JobLog:
@@ -193,6 +195,7 @@ class Jobs:
         records = self.records  # opened before taking the write slot: a log that cannot open refuses the job
         self._acquire(0)
         try:
+            self._reconcile_once()
             job = Job(uuid.uuid4().hex, targets, doc_type, acl_tokens, tuple(exclude), sink=records.save)
             ingestor, store = self._ingestor(job.on_event)
             try:
@@ -245,69 +248,138 @@ class Jobs:
     # -- uploads and deletions -----------------------------------------------------------------
     def upload(self, filename: str | None, data: bytes, doc_type: str | None = None,
                acl: Sequence[str] = ()) -> tuple[SourceDoc, dict]:
-        """Store an uploaded file under DATA_DIR/uploads and ingest it; a failure leaves everything as it was."""
-        name = safe_filename(filename)
+        """Store an uploaded file under DATA_DIR/uploads and ingest it; a failure leaves everything as it was.
+
+        Each name an upload arrives under is its own document, even where two sanitize alike ("a b.md",
+        "a#b.md"): the first keeps the sanitized name, a later one gets a '~hash' of its own name added
+        ('~' is never left in a sanitized name). Uploading the same name again replaces the document.
+        """
+        name, original = safe_filename(filename), upload_key(filename)
         check_type(name, data)
         limit = self.settings.ingest.max_file_mb
         if len(data) > limit * 2**20:
             raise FileTooLarge(name, f"is {len(data) / 2**20:.1f} MiB, over the {limit:g} MiB ingest limit "
                                "(LORE_INGEST__MAX_FILE_MB)")
+        check_archive(name, data, int(ZIP_EXPANSION * limit * 2**20))  # a zip bomb is refused before it is stored
         acl_tokens = validate_acl(list(acl), "acl")
-        target = self.uploads / name
-        with self.writing():
+        with self.writing(), self._uploads_lock(UPLOAD_WAIT):
             self.uploads.mkdir(parents=True, exist_ok=True)
-            part = self.uploads / f".{uuid.uuid4().hex}.part"
-            backup = self.uploads / f".{uuid.uuid4().hex}.previous"
-            moved = placed = False
+            ingestor, store = self._ingestor()
             try:
-                part.write_bytes(data)
-                if target.exists():
-                    os.replace(target, backup)
-                    moved = True
-                os.replace(part, target)
-                placed = True
-                ingestor, store = self._ingestor()
-                try:
-                    report = ingestor.ingest([target], doc_type=doc_type, acl=acl_tokens)
-                finally:
-                    store.close()
-                if report.failed:
-                    raise IngestError(name, report.failed[0]["error"])
-            except BaseException:
-                part.unlink(missing_ok=True)
-                if placed:
-                    target.unlink(missing_ok=True)
-                if moved:  # the stored version is still the previous one: so is the file again
-                    os.replace(backup, target)
-                raise
-            backup.unlink(missing_ok=True)
+                names = store.upload_names()
+                name = stored_name(names, original, name, self.uploads)
+                target = self.uploads / name
+                report = self._place(ingestor, store, target, data, doc_type, acl_tokens,
+                                     None if names.get(name) == original else original)
+            finally:
+                store.close()
             if report.added or report.updated:
                 self._svc.keyword_index_changed()
-        log.info("upload %s: %s", name, report.to_dict())
+        log.info("upload %s as %s: %s", original, name, report.to_dict())
         return self._svc.store.require_document(doc_id_for(target)), report.to_dict()
+
+    def _place(self, ingestor, store, target: Path, data: bytes, doc_type, acl_tokens, new_name: str | None):
+        """Write `data` to `target` through a temporary file and an atomic rename, then ingest it; on any
+        failure put back what was there (file and name)."""
+        part = self.uploads / f".{uuid.uuid4().hex}.part"
+        backup = self.uploads / f".{uuid.uuid4().hex}.previous"
+        moved = placed = False
+        try:
+            if new_name is not None:  # recorded first: a start-up after a kill finds the name with its file
+                store.set_upload_name(target.name, new_name)
+            _write_synced(part, data)
+            if target.exists():
+                os.replace(target, backup)
+                moved = True
+            os.replace(part, target)
+            placed = True
+            report = ingestor.ingest([target], doc_type=doc_type, acl=acl_tokens)
+            if report.failed:
+                raise IngestError(target.name, report.failed[0]["error"])
+        except BaseException:
+            part.unlink(missing_ok=True)
+            if placed:
+                target.unlink(missing_ok=True)
+            if moved:  # the stored version is still the previous one: so is the file again
+                os.replace(backup, target)
+            elif new_name is not None:
+                store.drop_upload_names([target.name])
+            raise
+        backup.unlink(missing_ok=True)
+        return report
 
     def delete(self, doc_id: str) -> SourceDoc:
         """Remove a document from the registry and vectors, and its file when it was uploaded."""
-        with self.writing():
+        with self.writing(), self._uploads_lock(UPLOAD_WAIT):
             ingestor, store = self._ingestor()
             try:
                 doc = ingestor.remove(doc_id)
+                if self.is_upload(doc):
+                    Path(doc.uri).unlink(missing_ok=True)
+                    store.drop_upload_names([Path(doc.uri).name])
             finally:
                 store.close()
-            if self.is_upload(doc):
-                Path(doc.uri).unlink(missing_ok=True)
             self._svc.keyword_index_changed()
         log.info("deleted %s (%s)", doc.id, doc.uri)
         return doc
+
+    def reconcile_uploads(self) -> dict[str, list[str]]:
+        """Make DATA_DIR/uploads hold exactly the files documents reference, after a killed upload.
+
+        Half-written temporary files are removed; a replaced version kept aside is put back when the
+        registry still holds it, else removed; a file no document references is moved to
+        DATA_DIR/orphaned-uploads (kept, in case someone put it there by hand) and logged. Skipped while
+        another process writes uploads. Runs once, before this service's first write.
+        """
+        done: dict[str, list[str]] = {"removed": [], "restored": [], "quarantined": []}
+        if not self.uploads.is_dir():
+            return done
+        try:
+            with self._uploads_lock(0):
+                store = wiring.build_store(self.settings)
+                try:
+                    done = reconcile_folder(self.uploads, store, Path(self.settings.data_dir) / "orphaned-uploads")
+                finally:
+                    store.close()
+        except Busy:
+            log.info("uploads are being written by another process; not reconciled now")
+            return done
+        if any(done.values()):
+            log.warning("uploads reconciled after an interrupted write: %s", done)
+        return done
 
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the service's write slot: refused at once while an ingest job runs, else waits a little."""
         self._acquire(UPLOAD_WAIT)
         try:
+            self._reconcile_once()
             yield
         finally:
             self._release()
+
+    def _reconcile_once(self) -> None:
+        if self._reconciled:
+            return
+        try:
+            self.reconcile_uploads()
+            self._reconciled = True
+        except (OSError, LoreError) as exc:  # the write goes on; the next one tries again
+            log.warning("could not reconcile %s: %s", self.uploads, exc)
+
+    @contextmanager
+    def _uploads_lock(self, wait: float) -> Iterator[None]:
+        """DATA_DIR/uploads.lock: one process at a time writes or reconciles the uploads folder."""
+        Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(Path(self.settings.data_dir) / "uploads.lock"))
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            raise Busy("another process is writing uploads in this data directory; retry in a moment") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     # -- internals -----------------------------------------------------------------------------
     def _acquire(self, wait: float) -> None:
@@ -406,6 +478,78 @@ def safe_filename(raw: str | None) -> str:
     if not stem or format_of(name) is None:
         raise UnsupportedFormat(name or "(no name)", f"the file name needs a supported extension; {_ALLOWED}")
     return name
+
+
+def upload_key(raw: str | None) -> str:
+    """The name a file was uploaded as, for telling uploads apart: its last path part, in NFC."""
+    name = re.split(r"[/\\]", unicodedata.normalize("NFC", raw or ""))[-1]
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate cannot be stored
+
+
+def stored_name(names: dict[str, str], original: str, plain: str, folder: Path) -> str:
+    """The file name for an upload named `original` whose sanitized name is `plain` (see Jobs.upload).
+
+    `names` maps stored names to the names they were uploaded as; a file without an entry (uploaded
+    before names were recorded) counts as uploaded under its own name.
+    """
+    for stored, orig in names.items():
+        if orig == original:
+            return stored
+    owner = names.get(plain) or (plain if (folder / plain).exists() else None)
+    if owner in (None, original):
+        return plain
+    stem, ext = os.path.splitext(plain)
+    tag = "~" + hashlib.sha256(original.encode()).hexdigest()[:10]
+    return stem[:MAX_NAME - len(ext) - len(tag)] + tag + ext
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename gives it its final name
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def reconcile_folder(folder: Path, store, quarantine: Path) -> dict[str, list[str]]:
+    """Jobs.reconcile_uploads on one folder: returns the names removed, restored and quarantined."""
+    done: dict[str, list[str]] = {"removed": [], "restored": [], "quarantined": []}
+    docs = store.get_documents(store.doc_ids_with_prefix(str(folder) + os.sep))
+    tracked = {Path(d.uri).name: d.version for d, _ in docs.values() if Path(d.uri).parent == folder}
+    backups = []
+    for entry in sorted(folder.iterdir()):
+        name = entry.name
+        if name.startswith(".") and name.endswith(".part"):  # cut short before its rename: never a document
+            entry.unlink(missing_ok=True)
+            done["removed"].append(name)
+        elif name.startswith(".") and name.endswith(".previous"):
+            backups.append(entry)
+        elif name not in tracked:
+            quarantine.mkdir(parents=True, exist_ok=True)
+            dest = quarantine / name
+            if dest.exists():
+                dest = quarantine / f"{name}.{uuid.uuid4().hex[:8]}"
+            os.replace(entry, dest)
+            done["quarantined"].append(name)
+    for b in backups:  # the version a killed re-upload moved aside: back if the registry still holds it
+        digest = _sha256(b)
+        home = next((n for n, v in tracked.items() if v == digest and _sha256(folder / n) != v), None)
+        if home is not None:
+            os.replace(b, folder / home)
+            done["restored"].append(home)
+        else:
+            b.unlink(missing_ok=True)
+            done["removed"].append(b.name)
+    stale = [n for n in store.upload_names() if n not in tracked]
+    if stale:
+        store.drop_upload_names(stale)
+    return done
 
 
 def check_type(name: str, data: bytes) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,12 +35,15 @@ class Discovery:
 
 
 def exclude_spec(patterns: Sequence[str], where: str = "--exclude") -> pathspec.PathSpec:
-    """Compile gitignore-style patterns; raise ConfigError naming the bad one."""
-    try:
-        return pathspec.GitIgnoreSpec.from_lines(patterns)
-    except (ValueError, TypeError) as exc:  # GitWildMatchPatternError is a ValueError
-        raise ConfigError(f"{where}: invalid exclude pattern ({exc}); use gitignore syntax, e.g. 'SOURCES.md' "
-                          "or 'drafts/'") from exc
+    """Compile gitignore-style patterns; raise ConfigError naming where the bad one came from and the fix."""
+    for pattern in patterns:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except (ValueError, TypeError, re.error) as exc:  # GitWildMatchPatternError is a ValueError; [z-a] a re.error
+            raise ConfigError(f"{where}: invalid exclude pattern {pattern!r} ({exc}); fix or remove it. Patterns use "
+                              "gitignore syntax, e.g. 'SOURCES.md', 'drafts/' or '*.tmp'; a range in brackets "
+                              "goes up, as in [a-z]") from exc
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def _root_spec(root: Path, patterns: Sequence[str], failures: list[IngestError]) -> pathspec.PathSpec:
@@ -48,10 +52,12 @@ def _root_spec(root: Path, patterns: Sequence[str], failures: list[IngestError])
     ignore = root / IGNORE_FILE
     if ignore.is_file():
         try:
-            lines += ignore.read_text(encoding="utf-8-sig").splitlines()
+            own = ignore.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             failures.append(UnreadableFile(str(ignore), f"cannot be read ({exc}); its patterns were not applied"))
-        return exclude_spec(lines, str(ignore))
+            own = []
+        exclude_spec(own, str(ignore))  # its own bad line is named as the file's, not the flag's
+        lines += own
     return exclude_spec(lines)
 
 

@@ -58,21 +58,32 @@ def _model_label(name: str) -> str:
 
 
 class _HFTokenizerMixin:
-    """Token counting and offsets with the model's own (fast) tokenizer."""
+    """Token counting and offsets with the model's own (fast) tokenizer, safe to share between threads.
+
+    A fast tokenizer keeps its truncation and padding settings on the one Rust object and changes them
+    per call, so two threads using it at once either fail ("Already borrowed") or count with the other
+    call's truncation. Every call therefore holds `_tok_lock`; tokenizing is quick next to the model.
+    """
 
     _tokenizer = None
+    _tok_lock: threading.Lock
 
     def _tok(self):
         raise NotImplementedError
 
+    def _tokenize(self, *args, **kwargs):
+        tok = self._tok()
+        with self._tok_lock:
+            return tok(*args, **kwargs)
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        enc = self._tok()(list(texts), add_special_tokens=False, truncation=False)
+        enc = self._tokenize(list(texts), add_special_tokens=False, truncation=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        enc = self._tok()(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
+        enc = self._tokenize(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
         return [tuple(o) for o in enc["offset_mapping"]]
 
 
@@ -88,6 +99,7 @@ class SentenceTransformerEmbedder(_HFTokenizerMixin):
         self.model_id = f"st:{_model_label(self.model_name)}"
         self._model = None
         self._lock = threading.Lock()
+        self._tok_lock = threading.Lock()
 
     def _load(self):
         with self._lock:
@@ -122,9 +134,17 @@ class SentenceTransformerEmbedder(_HFTokenizerMixin):
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self._load().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False)
-        return vecs.astype(np.float32, copy=False)
+        model = self._load()
+        out = []
+        # one text per forward pass: padded batches shift vectors in the last bits, and a stored vector
+        # must depend on its text only (a rerun equals a clean run); on CPU this costs no throughput.
+        # The lock (encode tokenizes with the shared tokenizer) is taken per text, so a question asked
+        # during an ingest waits for one passage, not for the whole batch.
+        for text in texts:
+            with self._tok_lock:
+                out.append(model.encode([text], batch_size=1, normalize_embeddings=True, convert_to_numpy=True,
+                                        show_progress_bar=False)[0])
+        return np.stack(out).astype(np.float32, copy=False)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class LoreError(Exception):
     """Base of every error Lore raises on purpose."""
@@ -57,3 +60,27 @@ class UnreadableFile(IngestError):
 
 class ParseFailed(IngestError):
     """The file is corrupt, truncated or not what its extension says."""
+
+
+def sqlite_unusable(path: str | Path, exc: BaseException, damaged: str) -> StoreError:
+    """A StoreError for an SQLite file (or its folder) that cannot be used: which case it is, and the fix.
+
+    `damaged` says what to do when the file is corrupt or not a database; it differs per file (the
+    registry can be rebuilt by ingesting again, the audit log only restored from a backup).
+    """
+    path = Path(path)
+    folder = path.parent
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc) or type(exc).__name__
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "not a database" in text or "malformed" in text:
+        return StoreError(f"{path} is not a SQLite database or is damaged ({text}); {damaged}")
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return StoreError(f"{path} cannot be written: the disk is full ({text}); free space on the disk of {folder}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return StoreError(f"{path} is busy ({text}); another process is writing it: try again in a moment")
+    writable = os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+    if not writable or name.startswith(("SQLITE_READONLY", "SQLITE_PERM")) or isinstance(exc, PermissionError):
+        return StoreError(f"{path} is read-only ({text}); check the permissions of the data directory {folder} "
+                          "(LORE_DATA_DIR): this user must be able to write the folder and the files in it")
+    return StoreError(f"{path} cannot be used ({text}); check that the data directory {folder} (LORE_DATA_DIR) "
+                      "exists and is a folder this user can read and write")

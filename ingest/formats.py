@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import threading
+import zipfile
 from contextlib import contextmanager
 from html import unescape
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from ingest.errors import (
     EmptyDocument,
     EncryptedDocument,
+    FileTooLarge,
     IngestError,
     ParseFailed,
     UnsupportedFormat,
@@ -40,6 +42,13 @@ _ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S | re.I)
 _CELL = re.compile(r"<t[hd][^>]*>(.*?)</t[hd]>", re.S | re.I)
 _TAG = re.compile(r"<[^>]+>")
 _SENTENCE_END = re.compile(r"[.!?:;][\"')\]\u2019\u201d]*\Z")
+# ZIP-based files (DOCX, PPTX) are refused from what their directory declares, before a parser unpacks
+# anything (zipfile never yields more than a member's declared size, so the declaration is binding)
+ZIP_EXPANSION = 4  # an archive may unpack to this many times the file size limit (LORE_INGEST__MAX_FILE_MB)
+DEFAULT_MAX_UNPACKED = ZIP_EXPANSION * 50 * 2**20  # for the default 50 MiB limit
+MAX_ZIP_RATIO = 100  # unpacked / packed; office files stay far below it, a zip bomb is at ~1000
+_RATIO_FLOOR = 8 * 2**20  # the ratio counts from this much unpacked data: smaller archives cannot hurt
+MAX_ZIP_MEMBERS = 20_000
 
 
 def _unsupported(path: str) -> UnsupportedFormat:
@@ -53,13 +62,25 @@ def format_of(path: str | Path) -> str | None:
 
 
 def decode_text(path: str, data: bytes) -> str:
-    """Decode a text file: UTF-8 (with or without BOM), else a detected encoding; refuse binary."""
+    """Decode a text file: UTF-8 (with or without BOM), then Windows-1252 when it reads cleanly, else a
+    detected encoding; refuse binary.
+
+    Order matters: a Latin-1/Windows-1252 file also decodes without error as cp1250, cp1257 or cp437, and
+    the detector, scoring short texts alike, picked cp1250 ("naïve" became "naďve"). Windows-1252 is by
+    far the most common legacy encoding of office text, so it goes first whenever its decoding reads as
+    plain language; Cyrillic or Greek bytes read as Windows-1252 become runs of accented capitals that
+    the detector's mess measure rejects, and those go on to detection.
+    """
     if b"\x00" in data[:8192]:
         raise ParseFailed(path, "contains binary data (NUL bytes), not text; check the file type")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    western = _western(data)
+    if western is not None:
+        log.info("decoded %s as cp1252", path)
+        return western
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()
@@ -67,6 +88,22 @@ def decode_text(path: str, data: bytes) -> str:
         raise ParseFailed(path, "is not valid text in any known encoding; re-save it as UTF-8")
     log.info("decoded %s as %s", path, best.encoding)
     return str(best)
+
+
+_WESTERN_MESS = 0.1  # the detector's mess ratio above which a cp1252 reading is taken for another script
+_MESS_SAMPLE = 65536  # characters of non-ASCII lines measured: enough to judge, bounded for big files
+
+
+def _western(data: bytes) -> str | None:
+    """The text as Windows-1252 if it decodes and its non-ASCII lines read as language, else None."""
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:  # 0x81, 0x8d, 0x8f, 0x90, 0x9d are unassigned in cp1252
+        return None
+    from charset_normalizer.md import mess_ratio
+
+    sample = "\n".join(line for line in text.splitlines() if not line.isascii())[:_MESS_SAMPLE]
+    return text if mess_ratio(sample, _WESTERN_MESS) < _WESTERN_MESS else None
 
 
 def split_front_matter(text: str) -> tuple[dict, str]:
@@ -186,6 +223,32 @@ def _partition_any(fmt: str, path: str, data: bytes, text: str | None) -> list:
     raise _unsupported(path)
 
 
+def check_archive(path: str, data: bytes, max_unpacked: int = DEFAULT_MAX_UNPACKED) -> None:
+    """Refuse a ZIP-based file (DOCX, PPTX, any zip) that would unpack to more than `max_unpacked` bytes, or
+    compresses more than MAX_ZIP_RATIO to 1 (a zip bomb), before any parser opens it."""
+    if not data.startswith(b"PK"):
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
+        return  # not a readable archive: the parser reports that
+    limit = f"{max_unpacked / 2**20:.0f} MiB"
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise FileTooLarge(path, f"is an archive of {len(members)} files, over the limit of {MAX_ZIP_MEMBERS}; "
+                           "split the document")
+    unpacked = sum(m.file_size for m in members)
+    packed = sum(m.compress_size for m in members)
+    if unpacked > max_unpacked:
+        raise FileTooLarge(path, f"unpacks to {unpacked / 2**20:.0f} MiB, over the {limit} limit for archives "
+                           f"({ZIP_EXPANSION} times LORE_INGEST__MAX_FILE_MB); split the document, or raise "
+                           "LORE_INGEST__MAX_FILE_MB if it is genuine")
+    if unpacked > _RATIO_FLOOR and unpacked > MAX_ZIP_RATIO * max(packed, 1):
+        raise FileTooLarge(path, f"unpacks to {unpacked / 2**20:.0f} MiB from {max(packed, 1) / 2**20:.2f} MiB, a "
+                           f"compression ratio over the {MAX_ZIP_RATIO}:1 limit (a zip bomb, or padding); re-save "
+                           "the document")
+
+
 def _check_pdf(path: str, data: bytes) -> None:
     """Fail early and clearly on encrypted or structurally broken PDFs."""
     from pypdf import PdfReader
@@ -238,13 +301,18 @@ def _blocks(elements: list, join_wrapped: bool = False) -> tuple[list[Block], bo
     return blocks, has_pages
 
 
-def parse_file(path: str, data: bytes) -> ParsedDoc:
-    """Parse one file's bytes; raise an IngestError subclass naming the path and the fix."""
+def parse_file(path: str, data: bytes, max_unpacked: int = DEFAULT_MAX_UNPACKED) -> ParsedDoc:
+    """Parse one file's bytes; raise an IngestError subclass naming the path and the fix.
+
+    `max_unpacked`: the most a ZIP-based file may unpack to (ZIP_EXPANSION times the file size limit).
+    """
     fmt = format_of(path)
     if fmt is None:
         raise _unsupported(path)
     if not data.strip():
         raise EmptyDocument(path, "is empty; add content or remove the file")
+    if fmt in ("docx", "pptx") or data.startswith(b"PK\x03\x04"):
+        check_archive(path, data, max_unpacked)
     meta: dict = {}
     header: list[tuple[str, str]] = []
     text = None

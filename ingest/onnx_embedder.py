@@ -99,6 +99,7 @@ class OnnxEmbedder(_HFTokenizerMixin):
         self._tokenizer = None
         self._dim: int | None = None
         self._lock = threading.Lock()
+        self._tok_lock = threading.Lock()
 
     @property
     def onnx_path(self) -> Path:
@@ -128,13 +129,14 @@ class OnnxEmbedder(_HFTokenizerMixin):
         return self._session
 
     def _tok(self):
-        if self._tokenizer is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from transformers import AutoTokenizer
-            from transformers.utils import logging as hf_logging
+        with self._lock:
+            if self._tokenizer is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from transformers import AutoTokenizer
+                from transformers.utils import logging as hf_logging
 
-            hf_logging.set_verbosity_error()  # chunk sizing tokenizes long blocks on purpose
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+                hf_logging.set_verbosity_error()  # chunk sizing tokenizes long blocks on purpose
+                self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
         return self._tokenizer
 
     @property
@@ -144,31 +146,39 @@ class OnnxEmbedder(_HFTokenizerMixin):
         return self._dim
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """One vector per text, each computed from that text alone (no padding, no batch neighbours).
+
+        The int8 export quantizes activations with one scale per input tensor, so texts run in one batch
+        change each other's vectors (by up to ~0.03 per component), and a text's vector would depend on
+        which chunks happened to be embedded with it: a crashed-then-rerun ingest would store other
+        vectors than a clean run. Alone, a vector depends on its text only; on CPU that costs no
+        throughput (padding a batch to its longest text costs more than separate runs save).
+        """
         session = self._load()
         if not texts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts])  # similar lengths per batch: less padding
-        out: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
-        for i in range(0, len(texts), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            enc = self._tok()([texts[j] for j in idx], padding=True, truncation=True,
-                              max_length=self.max_tokens, return_tensors="np")
-            feed = {n: enc[n].astype(np.int64) for n in self._inputs if n in enc}
-            if "token_type_ids" in self._inputs and "token_type_ids" not in feed:
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-            hidden = session.run(None, feed)[0]
-            if self.pooling == "cls":
-                vec = hidden[:, 0]
-            else:
-                mask = enc["attention_mask"][..., None].astype(np.float32)
-                vec = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
-            if self.normalize:
-                vec = vec / np.clip(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12, None)
-            for j, v in zip(idx, vec):
-                out[j] = v
+        out: list[np.ndarray] = []
+        for i in range(0, len(texts), self.batch_size):  # tokenized in groups, run one by one
+            enc = self._tokenize(list(texts[i:i + self.batch_size]), truncation=True, max_length=self.max_tokens)
+            for k in range(len(enc["input_ids"])):
+                out.append(self._run(session, {n: enc[n][k] for n in _INPUTS if n in enc}))
         result = np.stack(out).astype(np.float32)
         self._dim = result.shape[1]
         return result
+
+    def _run(self, session, enc: dict) -> np.ndarray:
+        feed = {n: np.asarray([enc[n]], dtype=np.int64) for n in self._inputs if n in enc}
+        if "token_type_ids" in self._inputs and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        hidden = session.run(None, feed)[0][0]
+        if self.pooling == "cls":
+            vec = hidden[0]
+        else:
+            mask = np.asarray(enc["attention_mask"], dtype=np.float32)[:, None]
+            vec = (hidden * mask).sum(0) / max(float(mask.sum()), 1e-9)
+        if self.normalize:
+            vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
+        return vec
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]

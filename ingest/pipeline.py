@@ -28,7 +28,7 @@ from ingest.chunking import Chunker
 from ingest.discover import Candidate, confiner, discover, outside_roots
 from ingest.embedders import Embedder
 from ingest.errors import ConfigError, FileTooLarge, IngestError, StoreLocked, UnreadableFile
-from ingest.formats import parse_file
+from ingest.formats import ZIP_EXPANSION, parse_file
 from ingest.sqlite_store import SqliteStore
 from ingest.titles import title_from_path
 from ingest.types import DOC_TYPES, Chunk, ParsedDoc, SourceDoc, validate_acl
@@ -125,9 +125,9 @@ def _title(parsed: ParsedDoc, path: Path) -> str:
     return (parsed.title or title_from_path(path)).strip()[:300]
 
 
-def _parse_job(path: str, data: bytes) -> ParsedDoc | IngestError:
+def _parse_job(path: str, data: bytes, max_unpacked: int) -> ParsedDoc | IngestError:
     try:
-        return parse_file(path, data)
+        return parse_file(path, data, max_unpacked)
     except IngestError as exc:
         return exc
 
@@ -162,6 +162,7 @@ class Ingestor:
         self.chunker = chunker or Chunker(embedder, max_tokens=embedder.max_tokens - HEADER_TOKENS - 2)
         self.lock_path = Path(lock_path) if lock_path else store.path.with_suffix(".lock")
         self.max_file_bytes = max_file_bytes
+        self.max_unpacked = ZIP_EXPANSION * max_file_bytes  # what a DOCX/PPTX may unpack to (zip bombs)
         self.batch_chunks = batch_chunks
         self.parse_workers = parse_workers
         self.on_event = on_event or (lambda kind, data: None)
@@ -176,8 +177,8 @@ class Ingestor:
         report = IngestReport()
         with self._locked():
             self.reconcile()
+            found = discover(paths, exclude, confine)  # bad patterns and paths fail before anything changes
             self.store.set_dirty(True)
-            found = discover(paths, exclude, confine)
             for err in found.failures:
                 self._fail(report, err)
             report.excluded = len(found.excluded)
@@ -286,7 +287,7 @@ class Ingestor:
         """Parse in a worker process, a few files ahead, while the caller embeds (overlap)."""
         if self.parse_workers == 0 or len(todo) < 4:
             for pend, data in todo:
-                yield pend, _parse_job(str(pend.cand.path), data)
+                yield pend, _parse_job(str(pend.cand.path), data, self.max_unpacked)
             return
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(self.parse_workers, mp_context=ctx, initializer=_worker_init,
@@ -294,14 +295,15 @@ class Ingestor:
             window: deque[tuple[_Pending, Future]] = deque()
             it = iter(todo)
             for pend, data in it:
-                window.append((pend, pool.submit(_parse_job, str(pend.cand.path), data)))
+                window.append((pend, pool.submit(_parse_job, str(pend.cand.path), data, self.max_unpacked)))
                 if len(window) >= 2 * self.parse_workers + 2:
                     break
             while window:
                 pend, fut = window.popleft()
                 nxt = next(it, None)
                 if nxt is not None:
-                    window.append((nxt[0], pool.submit(_parse_job, str(nxt[0].cand.path), nxt[1])))
+                    window.append((nxt[0], pool.submit(_parse_job, str(nxt[0].cand.path), nxt[1],
+                                                         self.max_unpacked)))
                 try:
                     yield pend, fut.result()
                 except Exception as exc:  # noqa: BLE001 - a crashed worker fails one file, not the batch
@@ -376,7 +378,7 @@ class Ingestor:
             pend.keys = []
             for c in pend.chunks:
                 text = embed_text(title, c)
-                key = hashlib.sha256(f"{self.embedder.model_id}\x00{text}".encode()).hexdigest()
+                key = cache_key(self.embedder.model_id, text)
                 pend.keys.append(key)
                 texts[key] = text
         cached = self.store.cached_vectors(texts)
@@ -460,3 +462,12 @@ def embed_text(title: str, c: Chunk) -> str:
         header = header[:HEADER_CHARS].rsplit(" ", 1)[0]
     return f"{header}\n\n{c.text}"
 
+
+# Vectors cached before embedders ran each text alone depended on their batch neighbours: a new key
+# space leaves them unused, so every vector stored from now on is a function of its text only.
+EMBED_CACHE_REVISION = "solo-1"
+
+
+def cache_key(model_id: str, text: str) -> str:
+    """The embedding cache's key for one text: the model, how vectors are computed, the text."""
+    return hashlib.sha256(f"{model_id}\x00{EMBED_CACHE_REVISION}\x00{text}".encode()).hexdigest()

@@ -6,6 +6,8 @@ registry row, chunk rows and keyword postings together, so readers never see hal
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sqlite3
 import threading
@@ -16,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ingest.errors import DocumentNotFound, StoreError
+from ingest.errors import DocumentNotFound, StoreError, sqlite_unusable
 from ingest.types import Chunk, SourceDoc
 
 SCHEMA_VERSION = 1
@@ -42,7 +44,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, section, body, tokenize = '@TOKENIZER'
 );
 CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS uploads (name TEXT PRIMARY KEY, original TEXT NOT NULL);
 """.replace("@TOKENIZER", FTS_TOKENIZER)
+DAMAGED = ("move it aside (keep it for a later restore) and ingest your documents again, or restore lore.db "
+           "from a backup")
 _DOC_COLS = "doc_id, uri, title, doc_type, version, updated_at, ingested_at, acl, size, chunk_count"
 _CHUNK_COLS = 'chunk_id, doc_id, version, ordinal, text, section, page_start, page_end, start, "end", content_hash, token_count'
 
@@ -59,21 +64,54 @@ def _chunk(row: sqlite3.Row) -> Chunk:
                  start=row[8], end=row[9], content_hash=row[10], token_count=row[11])
 
 
+def _translated(cls):
+    """Wrap each public method of the store so sqlite3's errors leave it as StoreError (see SqliteStore)."""
+    def guard(fn):
+        @functools.wraps(fn)
+        def call(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise sqlite_unusable(self.path, exc, DAMAGED) from exc
+        return call
+
+    for name, fn in list(vars(cls).items()):
+        if inspect.isfunction(fn) and not name.startswith("_") and name not in ("close", "keyword_corpus"):
+            setattr(cls, name, guard(fn))
+    return cls
+
+
+@_translated
 class SqliteStore:
-    """Registry + keyword index + embedding cache. One writer at a time; readers see committed state."""
+    """Registry + keyword index + embedding cache. One writer at a time; readers see committed state.
+
+    Every public method raises StoreError, never sqlite3's errors: a damaged page can surface at any
+    query, and the message says whether the file is damaged or the data directory is read-only.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
                                        timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable Lore database ({exc}); move it aside and ingest again") from exc
+        except (OSError, sqlite3.Error) as exc:
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
+        try:
+            self._open()
+        except (OSError, sqlite3.Error) as exc:
+            self._db.close()
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
+        except StoreError:
+            self._db.close()
+            raise
+
+    def _open(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -85,7 +123,6 @@ class SqliteStore:
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
         self.store_id: str = self._db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0]
-        self._lock = threading.RLock()
 
     def close(self) -> None:
         self._db.close()
@@ -250,14 +287,17 @@ class SqliteStore:
         WAL readers neither block writers nor see their uncommitted work; the snapshot's generation says
         exactly which registry state the rows belong to.
         """
-        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        try:
-            db.execute("BEGIN")  # deferred: the snapshot starts at the first read and lasts until ROLLBACK
-            gen = int(db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-            yield KeywordCorpus(self.store_id, gen, db)
-            db.execute("ROLLBACK")
-        finally:
-            db.close()
+        try:  # a damaged page met while the caller reads the rows is thrown in at the yield: translated too
+            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            try:
+                db.execute("BEGIN")  # deferred: the snapshot starts at the first read and lasts until ROLLBACK
+                gen = int(db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+                yield KeywordCorpus(self.store_id, gen, db)
+                db.execute("ROLLBACK")
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise sqlite_unusable(self.path, exc, DAMAGED) from exc
 
     def get_documents(self, doc_ids: Iterable[str]) -> dict[str, tuple[SourceDoc, dict]]:
         """Current documents by id, each with its front matter."""
@@ -278,6 +318,19 @@ class SqliteStore:
     def is_dirty(self) -> bool:
         row = self._db.execute("SELECT value FROM meta WHERE key='dirty'").fetchone()
         return bool(row and row[0] == "1")
+
+    # -- uploaded files' names ---------------------------------------------------------------------
+    def upload_names(self) -> dict[str, str]:
+        """Stored file name -> the name it was uploaded as (the HTTP service keeps different names apart)."""
+        return dict(self._db.execute("SELECT name, original FROM uploads").fetchall())
+
+    def set_upload_name(self, name: str, original: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?)", (name, original))
+
+    def drop_upload_names(self, names: Iterable[str]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM uploads WHERE name = ?", [(n,) for n in names])
 
     # -- embedding cache -----------------------------------------------------------------------
     def cached_vectors(self, keys: Iterable[str]) -> dict[str, np.ndarray]:

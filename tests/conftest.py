@@ -159,3 +159,15 @@ def browser():
         b = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         yield b
         b.close()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many attack variants each route received in this run (tests/security/test_replay.py)."""
+    replay = sys.modules.get("tests.security.test_replay") or sys.modules.get("test_replay")
+    sent = getattr(replay, "SENT", None)
+    if not sent:
+        return
+    terminalreporter.section("security replay: variants sent per route")
+    for route, n in sorted(sent.items()):
+        terminalreporter.write_line(f"{n:6d}  {route}")
+    terminalreporter.write_line(f"{sum(sent.values()):6d}  in all")
