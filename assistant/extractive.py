@@ -241,8 +241,13 @@ def confidence(scored: list[Scored], question: str = "", cfg: ExtractiveConfig |
         return 0.0
     penalty = cfg.figure_penalty if cfg is not None else 0.0
     if penalty and asks_quantity(question) and not any(has_figure(s.unit.text) for s in scored[:3]):
-        return scored[0].score - penalty
-    return scored[0].score
+        return _unit_interval(scored[0].score - penalty)
+    return _unit_interval(scored[0].score)
+
+
+def _unit_interval(score: float) -> float:
+    """Scores add weighted parts and boosts, so a very good match can pass 1; a confidence stays in [0, 1]."""
+    return min(1.0, max(0.0, score))
 
 
 def quote_of(unit: Unit) -> str:
