@@ -310,6 +310,9 @@ app.add_typer(eval_app, name="eval")
 import api.cli_serve  # noqa: E402,F401 - registers `lore serve` and `lore keys`
 import api.cli_slack  # noqa: E402,F401 - registers `lore slack`
 import api.cli_analytics  # noqa: E402,F401 - registers `lore gaps`, `lore stale`, `lore conflicts`
+from api.cli_index import index_app  # noqa: E402 - `lore index check|repair`
+
+app.add_typer(index_app, name="index")
 
 
 def main() -> None:  # pragma: no cover

@@ -1,7 +1,12 @@
 """Query latency of `Retriever.search` against a bare Chroma query on the same data, in one run (issue 3).
 
-Usage: python evals/bench_search.py [--chunks N] [--queries N] [--scale scifact|synthetic|both]
-                                    [--keyword-index auto|memory|fts5] [--data-dir DIR] [--json]
+Usage: python evals/bench_search.py [--chunks N] [--queries N] [--scale scifact|synthetic|both|duplicates]
+                                    [--keyword-index auto|memory|fts5] [--copies N] [--data-dir DIR] [--json]
+
+`--scale duplicates` measures dense recall instead (H3, `measure_duplicates`): recall@10 of the vector store
+against exact search over SciFact abstracts while N identical vectors are added, removed, more vectors
+added and the store reopened, for the layout Lore used before (one HNSW node per chunk) and the current
+one (one node per distinct vector), then the old layout repaired by `ChromaChunkStore.rebuild`.
 
 Two scales, each measured with permission filters on (a principal with a few groups), top_k=10 and
 the default hybrid mode, after a warm-up:
@@ -303,6 +308,108 @@ def build_synthetic(root: Path, chunks: int, beir: Path, models: Path, seeds: in
     return folder
 
 
+# -- duplicate vectors (H3) -----------------------------------------------------------------------
+DUP_TEXT = "Quarterly synergy alignment memo: please review the attached deck before Friday's sync."
+
+
+def _dup_vectors(root: Path, beir: Path, models: Path, n_queries: int):
+    """MiniLM vectors of SciFact's abstracts (title and text), its first claims and the repeated memo; cached."""
+    import numpy as np
+
+    path = root / f"dup-vectors-{n_queries}.npz"
+    if not path.is_file():
+        from api.wiring import build_embedder
+
+        emb = build_embedder(_settings(root / "dup", models))
+        corpus = _jsonl(beir / "corpus.jsonl")
+        with _progress() as bar:
+            bar.add_task(f"embedding {len(corpus)} abstracts", total=None)
+            docs = emb.embed_documents([f"{d.get('title') or ''}\n\n{d['text']}" for d in corpus])
+        claims = [q["text"] for q in _jsonl(beir / "queries.jsonl")][:n_queries]
+        root.mkdir(parents=True, exist_ok=True)
+        np.savez(path, docs=docs, queries=np.stack([emb.embed_query(q) for q in claims]),
+                 memo=emb.embed_documents([DUP_TEXT])[0])
+    z = np.load(path)
+    return z["docs"], z["queries"], z["memo"]
+
+
+def measure_duplicates(root: Path, beir: Path, models: Path, copies: int, n_queries: int, base_n: int = 0) -> dict:
+    """Recall@10 (ties at the 10th exact score count) and query latency, stage by stage, for both layouts."""
+    import shutil
+
+    import numpy as np
+    from chromadb.api.client import SharedSystemClient
+
+    from ingest.chroma_store import ChromaChunkStore
+
+    docs, qv, memo = _dup_vectors(root, beir, models, n_queries)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    qv = unit(qv)
+    base, more = docs[:base_n or len(docs) - 600], docs[-600:]  # --dup-base 40: a corpus as small as the samples
+    meta = [{"doc_id": "bench", "acl": ["public"]}]
+
+    def recall(store, live: dict, fetch: int) -> tuple[float, float]:
+        ids = list(live)
+        m = unit(np.stack([live[i] for i in ids]))
+        pos = {c: n for n, c in enumerate(ids)}
+        got, ms = [], []
+        for q in qv:
+            exact = m @ q
+            cut = np.sort(exact)[-10]
+            t = time.perf_counter()
+            hits = [c for c, _ in store.query(q, fetch)][:10]
+            ms.append((time.perf_counter() - t) * 1000)
+            got.append(sum(exact[pos[c]] >= cut - 1e-5 for c in hits) / 10)
+        return round(float(np.mean(got)), 4), round(_pct(ms, 0.5), 2)
+
+    out: dict = {"copies": copies, "base": len(base), "queries": len(qv)}
+    for layout in ("before", "after"):
+        folder = root / "dup" / layout
+        shutil.rmtree(folder, ignore_errors=True)
+        store = ChromaChunkStore("bench-dup", path=folder)
+        live: dict = {}
+
+        def add(prefix: str, vecs) -> None:
+            ids = [f"{prefix}-{i:05d}" for i in range(len(vecs))]
+            live.update(zip(ids, vecs))
+            if layout == "after":
+                store.upsert(ids, vecs, meta * len(ids))
+            else:  # as Lore stored vectors before groups: every chunk its own node
+                for i in range(0, len(ids), 1000):
+                    store._collection().upsert(ids=ids[i:i + 1000], embeddings=vecs[i:i + 1000], metadatas=meta * len(ids[i:i + 1000]))
+
+        def stage(name: str) -> None:
+            s = store
+            r10, ms10 = recall(s, live, 10)
+            r100, ms100 = recall(s, live, 100)
+            out.setdefault(layout, {})[name] = {"recall@10": r10, "recall@10_of_100": r100, "p50_ms_k10": ms10,
+                                                "p50_ms_k100": ms100, "damaged": s.check().damaged}
+            _console().print(f"{layout:6s} {name:22s} recall@10 {r10:.3f} (of 100: {r100:.3f}), "
+                             f"query p50 {ms10} / {ms100} ms")
+
+        add("abstract", base)
+        stage("clean")
+        add("copy", np.repeat(memo[None, :], copies, axis=0))
+        stage("with copies")
+        gone = [i for i in live if i.startswith("copy-")]
+        (store.delete if layout == "after" else lambda ids: [store._collection().delete(ids=ids[i:i + 1000])
+                                                             for i in range(0, len(ids), 1000)])(gone)
+        for i in gone:
+            del live[i]
+        stage("copies removed")
+        add("more", more)
+        stage("and 600 added")
+        SharedSystemClient.clear_system_cache()  # as a new process: the index is loaded from disk
+        store = ChromaChunkStore("bench-dup", path=folder)
+        stage("reopened")
+        if layout == "before":
+            t = time.perf_counter()
+            store.rebuild()
+            out["rebuild_s"] = round(time.perf_counter() - t, 1)
+            stage("repaired")
+    return out
+
+
 # -- measurement ----------------------------------------------------------------------------------
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
@@ -431,7 +538,10 @@ def main() -> int:
     ap.add_argument("--chunks", type=int, default=200_000, help="synthetic store size (default 200000)")
     ap.add_argument("--queries", type=int, default=300, help="measured queries per scale (default 300)")
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--scale", choices=["scifact", "synthetic", "both"], default="both")
+    ap.add_argument("--scale", choices=["scifact", "synthetic", "both", "duplicates"], default="both")
+    ap.add_argument("--copies", type=int, default=5720, help="identical vectors added (--scale duplicates)")
+    ap.add_argument("--dup-base", type=int, default=0, help="abstracts stored first (--scale duplicates; default all "
+                    "but the 600 added later)")
     ap.add_argument("--data-dir", type=Path, default=Path(".lore-bench"), help="where built stores are cached")
     ap.add_argument("--beir", type=Path, default=BEIR, help="SciFact in BEIR layout (corpus, queries, vocabulary)")
     ap.add_argument("--keyword-index", choices=["auto", "memory", "fts5"], default=None,
@@ -453,6 +563,9 @@ def main() -> int:
     texts = (texts * (need // len(texts) + 1))[:need]
     queries, warmup = texts[:args.queries], texts[args.queries:]
     results: dict[str, dict] = {}
+    if args.scale == "duplicates":
+        print(json.dumps(measure_duplicates(root, args.beir, models, args.copies, args.queries, args.dup_base)))
+        return 0
     if args.scale in ("scifact", "both"):
         results["scifact"] = measure(build_scifact(root, args.beir, models), models, queries, warmup, "scifact",
                                      args.keyword_index)

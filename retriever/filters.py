@@ -44,12 +44,32 @@ def chroma_where(access: Access, f: Filters, doc_ids: tuple[str, ...] | None) ->
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+def acl_where(access: Access) -> tuple[str, list]:
+    """The permission condition over the `documents d` row: one of the principal's tokens, or no ACL when the
+    default admits the principal."""
+    real = [t for t in access.tokens if t != DEFAULT_ACL_MARK]
+    return (f"(EXISTS (SELECT 1 FROM doc_acl a WHERE a.doc_id = d.doc_id AND a.token IN ({','.join('?' * len(real))}))"
+            + (" OR d.acl = '[]')" if DEFAULT_ACL_MARK in access.tokens else ")"), list(real))
+
+
+def scope_where(access: Access, f: Filters) -> tuple[str, list]:
+    """The readable documents the id and path filters name. Resolved over readable documents only, so a
+    filter naming only documents the principal may not read resolves to nothing, like one naming none."""
+    cond, params = acl_where(access)
+    conds = [cond]
+    if f.doc_ids:
+        conds.append(f"d.doc_id IN ({','.join('?' * len(f.doc_ids))})")
+        params += list(f.doc_ids)
+    if f.path_prefix:  # substr, not LIKE: LIKE ignores ASCII case and reads _ and % as wildcards
+        conds.append("substr(d.uri, 1, length(?)) = ?")
+        params += [f.path_prefix, f.path_prefix]
+    return " AND ".join(conds), params
+
+
 def sql_where(access: Access, f: Filters, doc_ids: tuple[str, ...] | None) -> tuple[str, list]:
     """The same conditions over the `documents d` row, for the keyword search's SQL."""
-    real = [t for t in access.tokens if t != DEFAULT_ACL_MARK]
-    conds = [f"(EXISTS (SELECT 1 FROM doc_acl a WHERE a.doc_id = d.doc_id AND a.token IN ({','.join('?' * len(real))}))"
-             + (" OR d.acl = '[]')" if DEFAULT_ACL_MARK in access.tokens else ")")]
-    params: list = list(real)
+    cond, params = acl_where(access)
+    conds = [cond]
     if f.doc_types:
         conds.append(f"d.doc_type IN ({','.join('?' * len(f.doc_types))})")
         params += list(f.doc_types)

@@ -31,12 +31,12 @@ from ingest.errors import ConfigError
 from ingest.keywords import query_terms
 from ingest.pipeline import DEFAULT_ACL_MARK
 from ingest.sqlite_store import SqliteStore, fts_tokens
+from retriever.bm25 import contributions, idf
 from retriever.filters import Access
 
 log = logging.getLogger(__name__)
 Mode = Literal["auto", "memory", "fts5"]
-K1, B = 1.2, 0.75  # FTS5's bm25() constants
-FORMAT = 1  # of the persisted folder; bump when the layout or the scoring changes
+FORMAT = 2  # of the persisted folder; bump when the layout or the scoring changes (2: tf and row lengths)
 BITSET_SHARE = 1 / 64  # ACL tokens granting at least this share of chunks get a bitset, the rest a position list
 SYNC_BUILD_MAX_CHUNKS = 5_000  # rebuilt inside the search up to this size (about 0.5 s), larger in the background
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits: unicode61's token characters, as ingest/keywords.py splits
@@ -79,10 +79,13 @@ class KeywordIndex:
         self.doc_ids, self.acl_tokens = strings["doc_ids"], strings["acl_tokens"]
         a = arrays
         self.indptr, self.indices, self.scores = a["indptr"], a["indices"], a["scores"]
+        self.tf = a["tf"]  # field-weighted term frequency per posting: scores with the reader's statistics
         self.chunk_doc, self.acl_ptr, self.acl_pos = a["chunk_doc"], a["acl_ptr"], a["acl_pos"]
+        self.dl = a["dl"]  # tokens per row, all fields: bm25()'s D
         self.n = n = len(self.chunk_ids)
         ok = (len(self.indptr) == len(self.terms) + 1 and self.indptr[0] == 0 and self.indptr[-1] == len(self.indices)
-              == len(self.scores) and bool(np.all(np.diff(self.indptr) >= 0)) and len(self.chunk_doc) == n
+              == len(self.scores) == len(self.tf) and bool(np.all(np.diff(self.indptr) >= 0))
+              and len(self.chunk_doc) == n == len(self.dl)
               and len(self.acl_ptr) == len(self.acl_tokens) + 1 and self.acl_ptr[-1] == len(self.acl_pos)
               and (not len(self.indices) or 0 <= self.indices.min() and self.indices.max() < n)
               and (not n or 0 <= self.chunk_doc.min() and self.chunk_doc.max() <= len(self.doc_ids))
@@ -170,11 +173,8 @@ class KeywordIndex:
         del coo
         m.sum_duplicates()
         df = np.diff(m.indptr)
-        idf = np.log((n - df + 0.5) / (df + 0.5))
-        idf[idf <= 0] = 1e-6  # as FTS5: a term in more than half the rows still counts a little
         avgdl = dl.sum() / n if n else 1.0
-        tf = m.data.astype(np.float64)
-        scores = np.repeat(idf, df) * tf * (K1 + 1) / (tf + K1 * (1 - B + B * dl[m.indices] / avgdl))
+        scores = contributions(m.data, dl[m.indices], np.repeat(idf(df, n), df), avgdl)
         grants_by_token: dict[str, list[int]] = {}
         for did, tok in grants:
             if tok != DEFAULT_ACL_MARK and did in doc_pos:  # a stored marker is malformed: it grants nothing
@@ -191,6 +191,7 @@ class KeywordIndex:
         acl_ptr = np.concatenate([[0], np.cumsum([len(x) for x in acl_lists], dtype=np.int64)]).astype(np.int64)
         arrays = {"indptr": m.indptr.astype(np.int64), "indices": m.indices.astype(np.int32),
                   "scores": scores.astype(np.float32), "chunk_doc": cd.copy(), "acl_ptr": acl_ptr,
+                  "tf": m.data.astype(np.float32), "dl": dl.astype(np.float32),
                   "acl_pos": np.concatenate(acl_lists).astype(np.int32) if acl_lists else np.zeros(0, np.int32)}
         strings = {"terms": list(term_of), "chunk_ids": chunk_ids, "doc_ids": [d for d, _, _ in docs],
                    "acl_tokens": acl_tokens}
@@ -215,7 +216,7 @@ class KeywordIndex:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
         try:
             files = {}
-            for name in ("indptr", "indices", "scores", "chunk_doc", "acl_ptr", "acl_pos"):
+            for name in ("indptr", "indices", "scores", "chunk_doc", "acl_ptr", "acl_pos", "tf", "dl"):
                 arr = np.ascontiguousarray(getattr(self, name))
                 _write(tmp / f"{name}.npy", lambda fh: np.save(fh, arr, allow_pickle=False))
                 files[name] = [str(arr.dtype), list(arr.shape), zlib.crc32(arr.view(np.uint8).data)]
@@ -272,9 +273,12 @@ class KeywordIndex:
             mask &= docs[self.chunk_doc]
         return mask
 
-    def search(self, query: str, k: int, allowed: np.ndarray) -> list[tuple[str, float]] | None:
+    def search(self, query: str, k: int, allowed: np.ndarray,
+               readable: np.ndarray | None = None) -> list[tuple[str, float]] | None:
         """The k best allowed chunks for FTS5's OR query of the query terms, as (chunk id, -bm25), best first.
 
+        BM25's statistics (row count, document frequencies, average row length) are those of the
+        `readable` chunks (retriever/bm25.py), or of every chunk when None (FTS5's own bm25()).
         None when the query holds a term FTS5 would match as a phrase (several tokens): FTS5 answers it.
         """
         terms = query_terms(query)
@@ -288,7 +292,17 @@ class KeywordIndex:
             return []
         spans = [slice(self.indptr[t], self.indptr[t + 1]) for t in tids]
         rows = np.concatenate([self.indices[s] for s in spans])
-        acc = np.bincount(rows, np.concatenate([self.scores[s] for s in spans]), self.n)
+        scores = np.concatenate([self.scores[s] for s in spans])
+        if readable is not None:  # the reader's statistics: integer counts and sums, so exact in any order
+            n = int(np.count_nonzero(readable))
+            if not n:
+                return []
+            lens = np.array([s.stop - s.start for s in spans])
+            df = np.array([np.count_nonzero(readable[self.indices[s]]) for s in spans], np.float64)
+            avgdl = float(self.dl[readable].sum(dtype=np.float64)) / n
+            tf = np.concatenate([self.tf[s] for s in spans])
+            scores = contributions(tf, self.dl[rows].astype(np.float64), np.repeat(idf(df, n), lens), avgdl)
+        acc = np.bincount(rows, scores, self.n)
         if self._zero_weight:
             cand = np.flatnonzero((np.bincount(rows, minlength=self.n) > 0) & allowed)
         else:
@@ -330,15 +344,17 @@ class KeywordAccelerator:
 
     def search(self, query: str, k: int, access: Access,
                where: tuple[str, list] | None = None) -> list[tuple[str, float]] | None:
-        """The k best permitted chunks, or None: answer with FTS5 (index stale or building, or a phrase).
+        """The k best permitted chunks, scored with the principal's statistics, or None: answer with FTS5
+        (index stale or building, or a phrase).
 
         `where` is the keyword search's SQL condition when filters other than permissions narrow it.
         """
         idx = self.current()
         got = None
         if idx is not None:
-            allowed = idx.permitted(access, self.store.doc_ids_where(where) if where is not None else None)
-            got = idx.search(query, k, allowed)
+            readable = idx.permitted(access)
+            allowed = readable if where is None else idx.permitted(access, self.store.doc_ids_where(where))
+            got = idx.search(query, k, allowed, readable)
         self.served["memory" if got is not None else "fts5"] += 1
         return got
 

@@ -12,10 +12,12 @@ import numpy as np
 from ingest.chroma_store import ChunkStore
 from ingest.embedders import Embedder
 from ingest.errors import ConfigError
+from ingest.keywords import query_terms
 from ingest.sqlite_store import SqliteStore
 from ingest.types import PUBLIC
 from retriever.dedupe import collapse
-from retriever.filters import Access, chroma_where, doc_matches, sql_where
+from retriever.bm25 import ReaderFts
+from retriever.filters import Access, chroma_where, doc_matches, scope_where, sql_where
 from retriever.fusion import fuse
 from retriever.keyword_index import KeywordAccelerator
 from retriever.types import Filters, Hit, Principal, SearchResult
@@ -73,6 +75,7 @@ class Retriever:
             raise ConfigError(f"keyword index field weights {keyword_index.weights} differ from the retrieval "
                               f"config's {self.config.field_weights}")
         self.keyword_index = keyword_index  # None: FTS5 answers every keyword search
+        self._fts = ReaderFts(store)
 
     def search(self, query: str, principal: Principal, filters: Filters | None = None, top_k: int = 10,
                mode: Mode = "hybrid") -> SearchResult:
@@ -86,7 +89,7 @@ class Retriever:
         access = Access.for_principal(principal, self.default_acl)
         t: dict[str, float] = {}
         t0 = time.perf_counter()
-        doc_ids = self._resolve_doc_ids(f)
+        doc_ids = self._resolve_doc_ids(f, access)
         depth = max(self.config.depth, top_k * 2)
         dense: list[tuple[str, float]] = []
         keyword: list[tuple[str, float]] = []
@@ -172,24 +175,27 @@ class Retriever:
         return check, np.count_nonzero(allowed) / max(len(allowed), 1)
 
     def _keyword(self, query: str, depth: int, access: Access, f: Filters, doc_ids) -> list[tuple[str, float]]:
-        """BM25 over permitted, matching chunks: the in-memory index while it is current, else FTS5.
+        """BM25 over permitted, matching chunks with the reader's statistics (retriever/bm25.py): the
+        in-memory index while it is current, else FTS5's postings.
 
         Both apply the same condition before choosing the top `depth` (FILTERS.md), so both fill it.
         """
-        where = sql_where(access, f, doc_ids)
+        where = sql_where(access, f, doc_ids) if _narrowed(f, doc_ids) else None
         if self.keyword_index is not None:
-            got = self.keyword_index.search(query, depth, access, where if _narrowed(f, doc_ids) else None)
+            got = self.keyword_index.search(query, depth, access, where)
             if got is not None:
                 return got
-        return self.store.keyword_search(query, depth, self.config.field_weights, where=where)
+        return self._fts.search(query_terms(query), depth, self.config.field_weights, access, where)
 
-    def _resolve_doc_ids(self, f: Filters) -> tuple[str, ...] | None:
-        """Doc-id restriction from the id and path-prefix filters: None = unrestricted, () = nothing."""
-        ids: set[str] | None = set(f.doc_ids) if f.doc_ids else None
-        if f.path_prefix:
-            under = set(self.store.doc_ids_with_prefix(f.path_prefix))
-            ids = under if ids is None else ids & under
-        return None if ids is None else tuple(sorted(ids))
+    def _resolve_doc_ids(self, f: Filters, access: Access) -> tuple[str, ...] | None:
+        """Doc-id restriction from the id and path filters: None = unrestricted, () = nothing.
+
+        Resolved over the documents the principal may read (FILTERS.md): a filter that names only hidden
+        documents resolves to (), exactly as one naming none, and neither search runs, so the answer and
+        the time it takes are those of a miss."""
+        if not f.doc_ids and not f.path_prefix:
+            return None
+        return tuple(sorted(self.store.doc_ids_where(scope_where(access, f))))
 
     def _hydrate_collapsed(self, fused, dense, keyword, access: Access, f: Filters, need: int) -> list[Hit]:
         """The best `need` distinct passages: hydrated window by window, near-duplicates collapsed.

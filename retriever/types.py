@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -12,6 +13,7 @@ from ingest.types import DOC_TYPES, PUBLIC, Chunk, SourceDoc
 _NAME = re.compile(r"^[A-Za-z0-9._@+\-]{1,128}\Z")
 _META_KEY = re.compile(r"^[A-Za-z0-9_]{1,40}\Z")
 Scalar = str | int | float | bool
+INT64 = (-2**63, 2**63 - 1)  # what front matter values are stored as, in Chroma and in SQLite
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class Filters:
                 raise ConfigError(f"metadata filter key {k!r} is not valid; use letters, digits and _ (max 40)")
             if not isinstance(v, (str, int, float, bool)):
                 raise ConfigError(f"metadata filter {k!r} needs a string, number or boolean value, got {v!r}")
+            _check_storable(k, v)
         for name in ("updated_after", "updated_before"):
             v = getattr(self, name)
             if v is not None and v.tzinfo is None:
@@ -91,6 +94,22 @@ class Filters:
     @property
     def empty(self) -> bool:
         return self == Filters()
+
+
+def _check_storable(key: str, v: Scalar) -> None:
+    """A value no document can hold (Chroma and SQLite store 64-bit integers, finite floats, UTF-8 text) is
+    an input error naming the field, not a storage failure."""
+    if isinstance(v, int) and not isinstance(v, bool) and not INT64[0] <= v <= INT64[1]:
+        raise ConfigError(f"metadata filter {key!r}: {v} is outside the 64-bit integer range front matter can "
+                          f"hold ({INT64[0]} to {INT64[1]}); quote it to match it as text")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"metadata filter {key!r}: {v} is not a finite number; use a finite number or a string")
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"metadata filter {key!r}: the value is not valid Unicode text (a lone surrogate); "
+                              "send it as UTF-8") from None
 
 
 @dataclass(frozen=True, slots=True)
