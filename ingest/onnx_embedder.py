@@ -49,8 +49,21 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
+def onnxruntime():
+    """onnxruntime with its telemetry off. Its 1DS provider looks up Microsoft's event host when its
+    environment starts (a DNS query an air-gapped site sees as phoning home): only ORT_DISABLE_TELEMETRY,
+    set before that (ingest/__init__.py), stops it; the call below silences events after."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
 def _export_graph(model, names, enc, fp32: Path, tmp: Path, quantize: bool) -> None:
     import torch
+
+    onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     class _Wrap(torch.nn.Module):
@@ -112,8 +125,9 @@ class OnnxEmbedder(_HFTokenizerMixin):
     def _load(self):
         with self._lock:
             if self._session is None:
-                import onnxruntime as ort
                 from filelock import FileLock
+
+                ort = onnxruntime()
 
                 path = self.onnx_path
                 path.parent.mkdir(parents=True, exist_ok=True)
