@@ -63,3 +63,19 @@ def ingest(settings, paths: list[Path], acl: tuple[str, ...] = ()) -> dict:
 def running(settings):
     with LiveServer(settings) as srv:
         yield srv
+
+
+@contextmanager
+def small_service(base: Path, text: str):
+    """A live service over one Markdown document, with the hash embedder (fast; for tests of the edges, not
+    of search quality), a reader key (`.reader`) and an admin key (`.admin`)."""
+    from api.settings import Settings
+
+    (base / "docs").mkdir()
+    (base / "docs" / "leave.md").write_text(text)
+    settings = Settings(data_dir=base / "kb", embedding={"backend": "hash"}, ingest={"parse_workers": 0})
+    ingest(settings, [base / "docs"])
+    with LiveServer(settings) as s:
+        s.reader = s.services.keys.create("sam", "", "reader")[0]
+        s.admin = s.services.keys.create("root", "", "admin")[0]
+        yield s

@@ -13,17 +13,9 @@ DOC = "---\ntitle: Leave policy\n---\n# Carry-over\n\nEmployees may carry over 4
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    from api.settings import Settings
-    from tests.live import LiveServer, ingest
+    from tests.live import small_service
 
-    root = tmp_path_factory.mktemp("headers")
-    (root / "docs").mkdir()
-    (root / "docs" / "leave.md").write_text(DOC)
-    settings = Settings(data_dir=root / "kb", embedding={"backend": "hash"}, ingest={"parse_workers": 0})
-    ingest(settings, [root / "docs"])
-    with LiveServer(settings) as s:
-        s.reader = s.services.keys.create("sam", "", "reader")[0]
-        s.admin = s.services.keys.create("root", "", "admin")[0]
+    with small_service(tmp_path_factory.mktemp("headers"), DOC) as s:
         yield s
 
 

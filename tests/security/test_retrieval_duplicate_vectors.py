@@ -16,6 +16,7 @@ import pytest
 from ingest.chroma_store import ChromaChunkStore
 from ingest.pipeline import doc_id_for
 from retriever.filters import Access, chroma_where
+from tests.test_chroma_server import chroma_server
 from retriever.search import Retriever
 from retriever.types import Filters, Principal
 
@@ -205,30 +206,7 @@ def test_lore_index_check_and_repair(tmp_path, corpus, make_ingestor, embedder, 
     assert ok.exit_code == 0, ok.output
 
 
-@pytest.fixture()
-def chroma_url(tmp_path):
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp_path / "server"),
-                             "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            assert time.time() < deadline, "chroma run did not start within 60 s"
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
+chroma_url = chroma_server  # the `chroma run` server of tests/test_chroma_server.py
 
 
 def test_groups_against_a_chroma_server(tmp_path, corpus, embedder, chroma_url):
