@@ -79,6 +79,8 @@ class ReportOut(BaseModel):
     failed: list[dict] = Field(..., description="files skipped, each {path, error}")
     chunks: int = Field(..., description="chunks written")
     excluded: int
+    acl_changed: list[dict] = Field([], description="documents whose readers this ingest changed (only by an "
+                                    "explicit acl or the document's front matter), each {doc_id, path, from, to}")
 
 
 class UploadOut(BaseModel):

@@ -125,9 +125,14 @@ def test_http_reingest_without_acl_keeps_readers(tmp_path, onnx_cache):
             first = wait_job(c, c.post("/v1/ingest", json={"paths": ["hr"], "acl": ["group:hr"]}).json()["job_id"])
             again = wait_job(c, c.post("/v1/ingest", json={"paths": ["."]}).json()["job_id"])
             docs = {Path(d["uri"]).name: d["acl"] for d in c.get("/v1/documents").json()["documents"]}
+            widened = wait_job(c, c.post("/v1/ingest", json={"paths": ["hr"], "acl": ["group:hr", "user:ana"]}
+                                         ).json()["job_id"])
         with srv.client(reader) as c:
             hits = c.post("/v1/search", json={"query": "quartzmoth salary band"}).json()["hits"]
     assert first["status"] == again["status"] == "succeeded", (first, again)
-    assert again["report"]["unchanged"] == 2 and again["report"]["added"] == 1
+    assert again["report"]["unchanged"] == 2 and again["report"]["added"] == 1 and again["report"]["acl_changed"] == []
     assert docs["salaries.md"] == docs["reviews.md"] == ["group:hr"]
     assert hits and not any("/hr/" in h["uri"] for h in hits)
+    changed = widened["report"]["acl_changed"]
+    assert sorted(Path(c["path"]).name for c in changed) == ["reviews.md", "salaries.md"]
+    assert all(c["from"] == ["group:hr"] and c["to"] == ["group:hr", "user:ana"] for c in changed)
