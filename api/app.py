@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if warm:
             svc.warm_up()
         svc.audit.purge()  # retention applies from the start, then after each recorded answer
-        svc.jobs.reconcile_uploads()  # files a killed upload left behind, before anyone writes
+        svc.jobs.reconcile_once()  # files a killed upload left behind, before anyone writes (never fatal)
         yield
         svc.close()
 

@@ -195,7 +195,7 @@ class Jobs:
         records = self.records  # opened before taking the write slot: a log that cannot open refuses the job
         self._acquire(0)
         try:
-            self._reconcile_once()
+            self.reconcile_once()
             job = Job(uuid.uuid4().hex, targets, doc_type, acl_tokens, tuple(exclude), sink=records.save)
             ingestor, store = self._ingestor(job.on_event)
             try:
@@ -353,12 +353,13 @@ class Jobs:
         """Hold the service's write slot: refused at once while an ingest job runs, else waits a little."""
         self._acquire(UPLOAD_WAIT)
         try:
-            self._reconcile_once()
+            self.reconcile_once()
             yield
         finally:
             self._release()
 
-    def _reconcile_once(self) -> None:
+    def reconcile_once(self) -> None:
+        """`reconcile_uploads` once per service; a failure is logged and tried again at the next write."""
         if self._reconciled:
             return
         try:

@@ -101,6 +101,8 @@ class GgufLLM:
             out = server.handle_chat_completions(self._request(messages, stream=False))
         except ValueError as exc:
             raise LLMError("refused", str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - llama.cpp's other failures: no answer, so a fallback
+            raise LLMError("unexpected", f"{type(exc).__name__}: {exc}") from None
         return _completion(out, self.model_id)
 
     def stream(self, messages: Messages) -> Iterator[str | Completion]:

@@ -414,8 +414,11 @@ class ChromaChunkStore:
             raise StoreError("the vector index changed while it was being rebuilt; stop ingests and run "
                              "'lore index repair' again")
         tmp._collection().modify(metadata={"lore:model": self.model_id, "lore:complete": True})
+        # .dups first: while the main collection still exists a reopening process never starts a swap, so
+        # the new .dups it would rename into place cannot be deleted here a moment later
+        if self.name + ".dups" in _names(client):
+            client.delete_collection(self.name + ".dups")
         client.delete_collection(self.name)
-        client.delete_collection(self.name + ".dups")
         self._finish_swap(client, interrupted=False)
         self._col = self._dup = None
         after = self.check()

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.sqlite_store import SqliteStore, fts_tokens
+from ingest.errors import sqlite_unusable
+from ingest.sqlite_store import DAMAGED, SqliteStore, fts_tokens
 from retriever.filters import Access, acl_where
 
 K1, B = 1.2, 0.75  # FTS5's bm25() constants
@@ -81,12 +82,16 @@ class ReaderFts:
         if not phrases:
             return []
         with self._lock:
-            db = self._connect()
-            db.execute("BEGIN")
             try:
-                return self._search(db, phrases, k, np.asarray(weights, np.float64), access, where)
-            finally:
-                db.execute("ROLLBACK")
+                db = self._connect()
+                db.execute("BEGIN")
+                try:
+                    return self._search(db, phrases, k, np.asarray(weights, np.float64), access, where)
+                finally:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # a damaged or unreadable lore.db: a storage error (503 / exit 5)
+                self._db = None
+                raise sqlite_unusable(self.store.path, exc, DAMAGED) from exc
 
     def _search(self, db, phrases, k, weights, access, where) -> list[tuple[str, float]]:
         gen = tuple(r[0] for r in db.execute("SELECT value FROM meta WHERE key IN ('store_id', 'generation') ORDER BY key"))
