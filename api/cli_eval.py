@@ -92,8 +92,10 @@ def _qa_summary(res: dict, cases: list[dict]) -> None:
     out.print(f"{res['dataset']}: {res['questions']} questions ({res['answerable']} answerable), "
               f"threshold {res['threshold']}, models {res['models']}")
     t = Table("metric", "value", box=None)
-    for k in ("gold_hit@5", "gold_recall@5", "gold_mrr", "gold_cited", "must_contain", "citation_validity"):
+    for k in ("gold_hit@5", "gold_recall@5", "gold_mrr", "gold_cited", "must_contain", "facts_lead",
+              "cite_precision", "citation_validity"):
         t.add_row(k, f"{res[k]:.3f}")
+    t.add_row("answer words p50 / p90", f"{res['answer_words_p50']:g} / {res['answer_words_p90']:g}")
     t.add_row("abstention precision / recall", f"{ab['precision']:.3f} / {ab['recall']:.3f}")
     t.add_row("answerable that abstained", f"{ab['answerable_abstained']:.3f}")
     t.add_row("latency p50 / p95 ms", f"{res['latency_ms']['p50']:.0f} / {res['latency_ms']['p95']:.0f}")

@@ -18,7 +18,8 @@ from evals.report import _figure, code, flatten, md, png_bytes, table, to_html
 from ingest.errors import ConfigError
 
 RESAMPLES = 2000
-_QA_SHARES = ("gold_hit@5", "gold_recall@5", "gold_mrr", "gold_cited", "must_contain", "citation_validity",
+_QA_SHARES = ("gold_hit@5", "gold_recall@5", "gold_mrr", "gold_cited", "must_contain", "facts_lead", "cite_precision",
+              "citation_validity",
               "abstention_recall", "abstention_precision", "answerable_abstained")
 _LOWER_IS_BETTER = ("answerable_abstained",)
 _QA_FLIPS = (("must_contain", "pass", "fail"), ("gold_cited", "cited", "not cited"),
@@ -58,6 +59,8 @@ def _qa_arrays(cases: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"gold_hit@5": (col("gold_hit@5") * ans, ans), "gold_recall@5": (col("gold_recall@5") * ans, ans),
             "gold_mrr": (col("gold_rr") * ans, ans), "gold_cited": (col("gold_cited") * ans, ans),
             "must_contain": (col("must_contain") * ans, ans), "citation_validity": (cit_num, cit_den),
+            "facts_lead": (col("facts_lead") * ans, ans),
+            "cite_precision": (col("n_gold_cites") * ans, col("n_citations") * ans),
             "abstention_recall": (abst * (1 - ans), 1 - ans), "abstention_precision": (abst * (1 - ans), abst),
             "answerable_abstained": (abst * ans, ans)}
 

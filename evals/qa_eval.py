@@ -102,9 +102,19 @@ def is_gold(uri: str, gold_docs: list[str]) -> bool:
     return any(p.endswith("/" + g.strip("/")) for g in gold_docs)
 
 
-def contains_all(answer: dict, must: list[str]) -> bool:
-    hay = _norm(" \n ".join([answer["text"], *(c["quote"] for c in answer["citations"])]))
+def contains_all(answer: dict, must: list[str], quotes: int | None = None) -> bool:
+    """Every fact in the answer text or its quotes (the first `quotes` of them, when given)."""
+    cites = answer["citations"] if quotes is None else answer["citations"][:quotes]
+    hay = _norm(" \n ".join([answer["text"], *(c["quote"] for c in cites)]))
     return all(_norm(m) in hay for m in must)
+
+
+_MARKER = re.compile(r"\[\d+\]")
+
+
+def answer_words(text: str) -> int:
+    """Words a reader reads: the answer text without its [n] citation markers."""
+    return len(_MARKER.sub(" ", text).split())
 
 
 def citation_ok(c: dict, store, readable: set[str]) -> bool:
@@ -182,6 +192,7 @@ def _case(row: dict, a: dict, confidence: float, ok: list[bool], types: dict[str
             "status": a["status"], "confidence": round(confidence, 4), "abstained": abstained,
             "citations_valid": all(ok), "n_citations": len(ok), "n_valid": sum(ok), "total_ms": t["total_ms"],
             "retrieve_ms": t.get("retrieve_ms"), "answer_ms": t.get("answer_ms"), "text": a["text"],
+            "words": None if abstained else answer_words(a["text"]),
             "cited": [c["uri"] for c in a["citations"]], "top5": [h["uri"] for h in a["hits"][:5]],
             "gold_docs": row["gold_docs"], "facts": row["must_contain"],
             "doc_types": sorted({types[g] for g in row["gold_docs"]})}
@@ -195,6 +206,8 @@ def _case(row: dict, a: dict, confidence: float, ok: list[bool], types: dict[str
         case["gold_cited"] = any(is_gold(c["uri"], row["gold_docs"]) for c in a["citations"])
         case["missing"] = [] if abstained else [m for m in row["must_contain"] if _norm(m) not in hay]
         case["must_contain"] = (not abstained) and contains_all(a, row["must_contain"])
+        case["facts_lead"] = (not abstained) and contains_all(a, row["must_contain"], quotes=2)
+        case["n_gold_cites"] = sum(is_gold(c["uri"], row["gold_docs"]) for c in a["citations"])
     return case
 
 
@@ -229,11 +242,15 @@ def score(results: list[dict], store) -> dict:
     unanswerable = [c for c in cases if not c["answerable"]]
     abstained = [c for c in cases if c["abstained"]]
     lat = [c["total_ms"] for c in cases]
+    words = [c["words"] for c in cases if c["words"] is not None]
+    a_cites = sum(c["n_citations"] for c in answerable)
     return {
         "questions": len(cases), "answerable": len(answerable), "unanswerable": len(unanswerable),
         "gold_hit@5": share(answerable, "gold_hit@5"), "gold_recall@5": _mean(answerable, "gold_recall@5"),
         "gold_mrr": _mean(answerable, "gold_rr"), "gold_cited": share(answerable, "gold_cited"),
-        "must_contain": share(answerable, "must_contain"),
+        "must_contain": share(answerable, "must_contain"), "facts_lead": share(answerable, "facts_lead"),
+        "cite_precision": round(sum(c["n_gold_cites"] for c in answerable) / a_cites, 4) if a_cites else 1.0,
+        "answer_words_p50": statistics.median(words) if words else 0, "answer_words_p90": pct(words, 0.9),
         "citation_validity": round(n_ok / n_cit, 4) if n_cit else 1.0, "citations": n_cit,
         "abstention": {
             "precision": round(sum(not c["answerable"] for c in abstained) / len(abstained), 4) if abstained else 1.0,

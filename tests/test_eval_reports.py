@@ -319,3 +319,14 @@ def test_thumbs_down_and_abstentions_become_reviewable_eval_cases(tmp_path):
     assert r.exit_code == 2 and "YYYY-MM-DD" in r.output
     r = runner.invoke(app, ["eval", "export-feedback", "--since", today, "--data-dir", str(tmp_path / "empty")])
     assert r.exit_code == 2 and "no audit log" in r.output
+
+
+def test_answer_focus_metrics_count_what_a_reader_sees():
+    from evals.qa_eval import answer_words, contains_all
+
+    ans = {"text": "Alcohol is not reimbursed. [1] Hotels are capped. [2]",
+           "citations": [{"quote": "Alcohol is not reimbursed."}, {"quote": "Hotels are capped."},
+                         {"quote": "The nightly cap is $250."}]}
+    assert answer_words(ans["text"]) == 7  # markers are not words
+    assert contains_all(ans, ["$250"]) and not contains_all(ans, ["$250"], quotes=2)
+    assert contains_all(ans, ["alcohol IS  not"], quotes=2)
