@@ -11,16 +11,21 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
+from assistant.reader import ANSWERABLE, FEATURES, WEIGHTS, bigrams, load as load_reader
 from assistant.sentences import Unit, split_units
 from ingest.embedders import Embedder
 from ingest.keywords import query_terms
 from retriever.types import Hit
 
+_WORDS = re.compile(r"[^\W_]+")
 _SUFFIX = re.compile(r"(?:ations?|ingly|ings?|edly|ies|ied|ment|ness|able|ible|ers?|est|ed|es|ly|s)$")
 MAX_QUOTE = 400
-MAX_WORDS = 120
+MAX_WORDS = 90
 
 
 def stem(word: str) -> str:
@@ -39,16 +44,17 @@ class Scored:
     score: float
     semantic: float
     lexical: float
+    doc: str = ""  # the document of its passage
 
 
 @dataclass(frozen=True, slots=True)
 class ExtractiveConfig:
     passages: int = 4  # top hits whose sentences are candidates
-    max_sentences: int = 6  # and at most MAX_WORDS words in all
+    max_sentences: int = 3  # and at most MAX_WORDS words in all
     semantic_weight: float = 0.55
     lexical_weight: float = 0.30
     prior_weight: float = 0.25
-    keep_ratio: float = 0.65  # further sentences must score within this share of the best
+    keep_ratio: float = 0.8  # further sentences must score within this share of the best
     threshold: float = 0.58  # calibrated on the dev sets: `lore eval calibrate` (docs/benchmarks.md)
     idf_lexical: bool = True  # weigh question terms by their rarity among the candidate sentences
     number_boost: float = 0.08  # added when the question asks how long/many/much... and the unit has a figure
@@ -56,6 +62,7 @@ class ExtractiveConfig:
     coverage_weight: float = 0.1  # selection: reward for question terms the answer does not cover yet
     figure_penalty: float = 0.1  # confidence lost when a how-many question's best evidence has no figure
     extend_next: bool = True  # quote the next sentence too when it holds the figure the question asks for
+    reader: Path | None = WEIGHTS  # learned sentence scorer (assistant/reader.py); None: the hand weights above
 
 
 def _quote(text: str) -> str:
@@ -110,34 +117,85 @@ def term_weights(qterms: set[str], unit_terms: Sequence[set[str]], idf: bool) ->
     return {t: math.log(1.0 + n / (1.0 + sum(t in u for u in unit_terms))) for t in qterms}
 
 
-def score_units(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: ExtractiveConfig) -> list[Scored]:
+def unit_features(question: str, hits: Sequence[Hit], embedder: Embedder,
+                  cfg: ExtractiveConfig) -> tuple[list[tuple[int, Unit]], np.ndarray]:
+    """The candidate units of the top passages and their features (`reader.FEATURES`, in that order)."""
     qterms = _terms(question)
+    qseq = [stem(t) for t in _WORDS.findall(question.lower())]
+    qbi = bigrams(qseq)
     cands: list[tuple[int, Unit]] = []
     for i, h in enumerate(hits[:cfg.passages]):
-        for u in split_units(h.chunk.text):
-            if u.kind not in ("heading", "header") and len(u.text) >= 8:
-                cands.append((i, u))
+        cands += [(i, u) for u in candidates(h.chunk.text)]
+    if not cands:
+        return [], np.zeros((0, len(FEATURES)))
+    heads = [" > ".join(hits[i].chunk.section[-1:]) for i, _ in cands]
+    distinct = sorted(set(heads))
+    vecs = embedder.embed_documents([_unit_text(hd, u) for hd, (_, u) in zip(heads, cands)] + distinct)
+    q = embedder.embed_query(question)
+    sims = vecs @ q
+    sem, head_sim = sims[:len(cands)], dict(zip(distinct, sims[len(cands):]))
+    body = [_terms(u.text) for _, u in cands]
+    ctx = [_terms(hd) | _terms(u.context) for hd, (_, u) in zip(heads, cands)]
+    w = term_weights(qterms, [b | c for b, c in zip(body, ctx)], cfg.idf_lexical)
+    total_w = sum(w.values()) or 1.0
+    doc_terms = {i: _terms(f"{h.doc.title} {Path(h.doc.uri).stem}") for i, h in enumerate(hits)}
+    quantity = asks_quantity(question)
+    rows, first_seen = [], set()
+    for (i, u), s, b, c, hd in zip(cands, sem, body, ctx, heads):
+        # terms the document's title or path already holds ("at sourcegraph") say which document, not
+        # which sentence: the sentence's overlap counts the rest
+        rest = qterms - doc_terms[i] or qterms
+        rest_w = sum(w[t] for t in rest) or 1.0
+        lex = sum(w[t] for t in rest & b) / rest_w
+        lex_ctx = sum(w[t] for t in rest & (b | c)) / rest_w
+        lex_doc = sum(w[t] for t in qterms & doc_terms[i]) / total_w
+        useq = [stem(t) for t in _WORDS.findall(u.text.lower())]
+        fig = has_figure(u.text)
+        rows.append([float(s), 0.0, float(head_sim[hd]), lex, 0.0, lex_ctx, lex_doc,
+                     len(qbi & bigrams(useq)) / max(1, len(qbi)), 1.0 / math.sqrt(i + 1), float(i == 0),
+                     float(quantity and fig), float(quantity and not fig), float(intent_match(question, u.text)),
+                     math.log(1 + len(useq)), float(u.kind in ("item", "row")), float(i not in first_seen),
+                     float(u.text.endswith(":")), float(bool(_NEGATION.search(u.text)))])
+        first_seen.add(i)
+    x = np.asarray(rows, dtype=float)
+    x[:, 1] = x[:, 0] - x[:, 0].max()
+    x[:, 4] = x[:, 3] - x[:, 3].max()
+    return cands, x
+
+
+def score_units(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: ExtractiveConfig) -> list[Scored]:
+    """Every candidate unit with its score: the reader's probability that it answers, or with
+    `cfg.reader` empty the hand-weighted sum of similarity, overlap, rank prior and boosts."""
+    cands, x = unit_features(question, hits, embedder, cfg)
     if not cands:
         return []
-    heads = [" > ".join(hits[i].chunk.section[-1:]) for i, _ in cands]
-    vecs = embedder.embed_documents([_unit_text(hd, u) for hd, (_, u) in zip(heads, cands)])
-    q = embedder.embed_query(question)
-    sem = vecs @ q
-    uterms = [_terms(u.text) | _terms(hd) | _terms(u.context) for hd, (_, u) in zip(heads, cands)]
-    w = term_weights(qterms, uterms, cfg.idf_lexical)
-    total_w = sum(w.values())
-    quantity = cfg.number_boost and asks_quantity(question)
-    out = []
-    for (i, u), s, ut in zip(cands, sem, uterms):
-        lex = sum(w[t] for t in qterms & ut) / total_w if total_w else 0.0
-        prior = 1.0 / math.sqrt(i + 1)
-        total = cfg.semantic_weight * float(s) + cfg.lexical_weight * lex + cfg.prior_weight * prior
-        if quantity and has_figure(u.text):
-            total += cfg.number_boost
-        if cfg.intent_boost and intent_match(question, u.text):
-            total += cfg.intent_boost
-        out.append(Scored(i, u, total, float(s), lex))
+    col = {f: x[:, k] for k, f in enumerate(FEATURES)}
+    if cfg.reader:
+        scores = load_reader(cfg.reader).sentence.predict(x)
+    else:
+        scores = (cfg.semantic_weight * col["sem"] + cfg.lexical_weight * col["lex_ctx"]
+                  + cfg.prior_weight * col["prior"] + cfg.number_boost * col["qty_fig"]
+                  + cfg.intent_boost * col["intent"])
+    out = [Scored(i, u, float(sc), float(se), float(lx), hits[i].doc.id)
+           for (i, u), sc, se, lx in zip(cands, scores, col["sem"], col["lex_ctx"])]
     out.sort(key=lambda x: -x.score)
+    return out
+
+
+_LABEL = re.compile(r"^(?:A|Answer)\s*:\s+")
+
+
+def candidates(text: str) -> list[Unit]:
+    """The units of a passage that can answer: not headings, table headers, code, or questions ("Q: ...?"),
+    and a FAQ answer without its "A:" label."""
+    out = []
+    for u in split_units(text):
+        if u.kind in ("heading", "header", "code") or len(u.text) < 8 or u.text.rstrip(" *_\"'").endswith("?"):
+            continue
+        m = _LABEL.match(u.text)
+        if m:
+            u = Unit(u.text[m.end():], u.start + m.end(), u.end, u.kind, u.context)
+        out.append(u)
     return out
 
 
@@ -147,35 +205,77 @@ def _unit_text(heading: str, u: Unit) -> str:
     return f"{heading}: {body}" if heading else body
 
 
-def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "") -> list[Scored]:
-    """The best sentence, then up to `max_sentences` close seconds that add something new.
+_COMPARE = re.compile(r"\b(compare\w*|comparison|differ\w*|versus|vs\.?|both|each of|between)\b", re.I)
+_TWO_NAMES = re.compile(r"\b[A-Z][\w.&-]*[A-Z0-9][\w.&-]*\b.{0,40}\b(?:and|or|vs\.?)\s+[A-Z][\w.&-]+|"
+                        r"\b[A-Z][a-z]\w+\s+(?:and|or|vs\.?)\s+[A-Z][\w.&-]+")
 
-    With `coverage_weight`, each further pick is the close second that best covers question terms the
-    answer does not cover yet (a question with two parts gets both), not just the next best score.
+
+def asks_several(question: str) -> bool:
+    """The question needs more than one source: it compares, or names two organisations or things
+    ("18F and Sourcegraph")."""
+    return bool(_COMPARE.search(question) or _TWO_NAMES.search(question))
+
+
+def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "") -> list[Scored]:
+    """The sentence that answers, then a further one only when it covers a part of the question the
+    answer does not cover yet (a two-part question gets both parts), scores close to the best, does
+    not repeat or contradict what is chosen, and comes from the same document unless the question
+    needs several (it compares, or names two organisations). No word budget to fill.
     """
     if not scored:
         return []
     best = scored[0]
     chosen = [best]
     words = len(best.unit.text.split())
-    qterms = _terms(question) if cfg.coverage_weight else set()
-    covered = _terms(best.unit.text) & qterms
+    qterms = _terms(question)
+    covered = _covered(best, qterms)
+    several = asks_several(question)
     pool = [s for s in scored[1:] if s.score >= cfg.keep_ratio * best.score]
-    while pool and len(chosen) < cfg.max_sentences:
-        def gain(s: Scored) -> float:
-            new = len((_terms(s.unit.text) & qterms) - covered) / len(qterms) if qterms else 0.0
-            return s.score + cfg.coverage_weight * new
-
-        pick = max(pool, key=gain) if qterms else pool[0]
+    while pool and len(chosen) < cfg.max_sentences and qterms - covered:
+        gain = {id(s): len(_covered(s, qterms) - covered) for s in pool}
+        pool = [s for s in pool if gain[id(s)] > 0]
+        if not pool:
+            break
+        pick = max(pool, key=lambda s: s.score + cfg.coverage_weight * gain[id(s)] / len(qterms))
         pool.remove(pick)
         w = len(pick.unit.text.split())
-        if words + w > MAX_WORDS or any(_overlap(pick.unit.text, c.unit.text) > 0.6 for c in chosen):
+        if (words + w > MAX_WORDS or (pick.hit_index != best.hit_index and not several
+                                      and not _same_doc(pick, best))
+                or any(_overlap(pick.unit.text, c.unit.text) > 0.6 or contradicts(pick.unit.text, c.unit.text)
+                       for c in chosen)):
             continue
         chosen.append(pick)
-        covered |= _terms(pick.unit.text) & qterms
+        covered |= _covered(pick, qterms)
         words += w
     # reading order within a passage, passages in rank order: the answer reads naturally
     return sorted(chosen, key=lambda s: (s.hit_index, s.unit.start))
+
+
+def _covered(s: Scored, qterms: set[str]) -> set[str]:
+    return (_terms(s.unit.text) | _terms(s.unit.context)) & qterms
+
+
+def _same_doc(a: Scored, b: Scored) -> bool:
+    return a.doc == b.doc
+
+
+_NEGATION = re.compile(r"\b(not|never|no|none|cannot|without|neither|nor)\b|n't\b", re.I)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def contradicts(a: str, b: str) -> bool:
+    """Two sentences about the same thing that disagree: one negates what the other states, or they give
+    different figures. "Same thing": most content words of the shorter one recur in the other."""
+    ta, tb = _terms(_NEGATION.sub(" ", a)) - _NEG_TERMS, _terms(_NEGATION.sub(" ", b)) - _NEG_TERMS
+    if not ta or not tb or len(ta & tb) / min(len(ta), len(tb)) < 0.5:
+        return False
+    if bool(_NEGATION.search(a)) != bool(_NEGATION.search(b)):
+        return True
+    na, nb = set(_NUMBER.findall(_REFERENCE.sub(" ", a))), set(_NUMBER.findall(_REFERENCE.sub(" ", b)))
+    return bool(na and nb and not na & nb)
+
+
+_NEG_TERMS = {"not", "never", "none", "cannot", "without", "neither", "nor"}
 
 
 def extend(chosen: list[Scored], hits: Sequence[Hit], question: str, cfg: ExtractiveConfig) -> list[Scored]:
@@ -220,7 +320,7 @@ def extend(chosen: list[Scored], hits: Sequence[Hit], question: str, cfg: Extrac
         if last is not u:
             u = Unit(text[u.start:last.end], u.start, last.end, "sentence", u.context)
         taken.append((s.hit_index, u.start, u.end))
-        out.append(Scored(s.hit_index, u, s.score, s.semantic, s.lexical))
+        out.append(Scored(s.hit_index, u, s.score, s.semantic, s.lexical, s.doc))
     out = [o for o in out if not any(h == o.hit_index and a <= o.unit.start and o.unit.end <= b
                                      and (a, b) != (o.unit.start, o.unit.end) for h, a, b in taken)]
     while len(out) > 1 and sum(len(o.unit.text.split()) for o in out) > MAX_WORDS:
@@ -234,15 +334,64 @@ def _overlap(a: str, b: str) -> float:
     return len(ta & tb) / max(1, min(len(ta), len(tb)))
 
 
-def confidence(scored: list[Scored], question: str = "", cfg: ExtractiveConfig | None = None) -> float:
-    """The best sentence's score, less `figure_penalty` when the question asks how long/many/much and
-    none of the three best sentences holds a figure (the passages talk about it but do not say)."""
+def confidence(scored: list[Scored], question: str = "", cfg: ExtractiveConfig | None = None,
+               hits: Sequence[Hit] = ()) -> float:
+    """How sure Lore is that the evidence answers the question; below `cfg.threshold` it abstains.
+
+    With the reader: its answerability model over the best sentences and whether the question's
+    specific names, numbers and identifiers appear in the passages at all (a near-miss question asks
+    for something the passages do not hold). Without: the best sentence's score, less `figure_penalty`
+    when the question asks how long/many/much and none of the three best sentences holds a figure.
+    """
     if not scored:
         return 0.0
+    if cfg is not None and cfg.reader:
+        return _unit_interval(float(load_reader(cfg.reader).answerable.predict(answer_features(question, hits,
+                                                                                              scored))))
     penalty = cfg.figure_penalty if cfg is not None else 0.0
     if penalty and asks_quantity(question) and not any(has_figure(s.unit.text) for s in scored[:3]):
         return _unit_interval(scored[0].score - penalty)
     return _unit_interval(scored[0].score)
+
+
+_SPECIFIC = re.compile(r"`[^`]+`|\"[^\"]{2,40}\"|\b(?:\w*\d[\w.]*|[A-Z]{2,}\w*|[a-z]+[A-Z]\w*|\w+_\w+|"
+                       r"(?<![.?!]\s)(?<!^)[A-Z][a-z]\w+)\b")
+_COMMON_CAPS = frozenset("i i'm im what how when where who why which can does do is are my our the a an".split())
+
+
+def specific_terms(question: str) -> list[str]:
+    """What the question names precisely: identifiers, numbers, acronyms, quoted text, proper names."""
+    out = []
+    for m in _SPECIFIC.finditer(question.strip()):
+        t = m.group(0).strip("`\"").lower()
+        if t and t not in _COMMON_CAPS and t not in out:
+            out.append(t)
+    return out
+
+
+def answer_features(question: str, hits: Sequence[Hit], scored: list[Scored]) -> np.ndarray:
+    """`reader.ANSWERABLE` for a question, its passages and its scored candidates (best first)."""
+    top = scored[0]
+    hay = " ".join(f"{h.chunk.text} {h.doc.title} {h.doc.uri} {' '.join(h.chunk.section)}"
+                   for h in hits[:4]).lower()
+    hay_terms = _terms(hay)
+    spec = specific_terms(question)
+    missing = [t for t in spec if t not in hay and not (_terms(t) and _terms(t) <= hay_terms)]
+    best = hits[top.hit_index] if hits else None
+    qterms = _terms(question)
+    cover = (len(qterms & _terms(f"{best.chunk.text} {best.doc.title} {' '.join(best.chunk.section)}"))
+             / len(qterms)) if best is not None and qterms else 0.0
+    window = " ".join(s.unit.text for s in scored[:3])
+    return np.array([top.score, scored[1].score if len(scored) > 1 else 0.0, top.semantic, top.lexical,
+                     _lex_doc(question, best), float(len(missing)), float(bool(missing)), cover,
+                     float(asks_quantity(question) and not has_figure(window)), float(len(spec))])
+
+
+def _lex_doc(question: str, hit: Hit | None) -> float:
+    qterms = _terms(question)
+    if hit is None or not qterms:
+        return 0.0
+    return len(qterms & _terms(f"{hit.doc.title} {hit.doc.uri} {' '.join(hit.chunk.section)}")) / len(qterms)
 
 
 def _unit_interval(score: float) -> float:
@@ -252,4 +401,50 @@ def _unit_interval(score: float) -> float:
 
 def quote_of(unit: Unit) -> str:
     return _quote(unit.text)
+
+
+def display(text: str) -> str:
+    """An answer sentence as a person reads it: one line, a list or table rows joined with "; "."""
+    lines = [" ".join(ln.split()) for ln in text.split("\n") if ln.strip()]
+    lines = [_BULLET.sub("", ln) for ln in lines]
+    out = lines[0] if lines else ""
+    for ln in lines[1:]:
+        out += (" " if out.endswith(":") else "; ") + ln
+    return out
+
+
+_BULLET = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
+
+
+def context_span(text: str, unit: Unit, limit: int = MAX_QUOTE) -> tuple[int, int]:
+    """The span a citation quotes for an answer unit: the unit and its neighbours in the same paragraph
+    (or list, with the line that introduces it), the next one first, within `limit` characters.
+
+    The answer says what was asked in a sentence; the quote shows the reader the context it came from.
+    """
+    if unit.end - unit.start >= limit:
+        return unit.start, unit.start + len(_quote(unit.text))
+    units = [u for u in split_units(text) if u.kind != "code"]
+    lo, hi = unit.start, unit.end
+    after = [u for u in units if u.start >= hi]
+    before = [u for u in units if u.end <= lo][::-1]
+    grow = True
+    while grow:
+        grow = False
+        for side in (after, before):
+            if not side:
+                continue
+            n = side[0]
+            gap = text[hi:n.start] if side is after else text[n.end:lo]
+            if "\n\n" in gap and not (side is before and n.text.endswith(":")):
+                side.clear()
+                continue
+            a, b = min(lo, n.start), max(hi, n.end)
+            if b - a > limit:
+                side.clear()
+                continue
+            lo, hi = a, b
+            side.pop(0)
+            grow = True
+    return lo, hi
 

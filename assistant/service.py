@@ -15,12 +15,14 @@ from dataclasses import replace
 from typing import Generator, Iterator, Sequence
 
 from assistant import prompts
-from assistant.extractive import extend, ExtractiveConfig, confidence, quote_of, score_units, select
+from assistant.extractive import (MAX_QUOTE, ExtractiveConfig, confidence, context_span, display, extend, quote_of,
+                                  score_units, select)
 from assistant.grounding import ground, is_instruction
 from assistant.llm import LLM, USAGE_KEYS, Completion, LLMError
 from assistant.types import Answer, Citation
 from ingest.embedders import Embedder
 from ingest.errors import ConfigError
+from ingest.keywords import query_terms
 from retriever.search import Retriever
 from retriever.types import Filters, Hit, Principal
 
@@ -33,21 +35,36 @@ _PRONOUN = re.compile(r"\b(it|its|they|them|their|that|those|this|these|there)\b
 MAX_STANDALONE = 300
 
 
+def _previous_question(history: Sequence[dict] | None) -> str:
+    return next((t.get("content", "") for t in reversed(history or ()) if t.get("role") == "user"), "")
+
+
+def is_follow_up(question: str) -> bool:
+    words = question.split()
+    return bool(_FOLLOW_UP.match(question) or len(words) <= 4 or (len(words) <= 8 and _PRONOUN.search(question)))
+
+
+def focus_question(question: str, history: Sequence[dict] | None) -> str:
+    """What the answer's sentences are scored against: a follow-up's own words first, then the topic
+    words of the question before it that it leaves out ("do I need to have worked there a while to
+    qualify? (parental leave sourcegraph)"), so the earlier question finds the documents and the
+    follow-up picks the sentence."""
+    prev = _previous_question(history)
+    if not prev or not is_follow_up(question):
+        return question
+    own = set(query_terms(question))
+    topic = [t for t in query_terms(prev) if t not in own]
+    return f"{question} ({' '.join(topic)})" if topic else question
+
+
 def resolve_follow_up(question: str, history: Sequence[dict] | None) -> str:
     """Offline heuristic: a short or referring follow-up is searched together with the previous question.
 
     "and for contractors?" after "how much PTO do employees get?" searches for both. A question of
     more than eight words that does not start with a connective stands on its own.
     """
-    if not history:
-        return question
-    prev = next((t.get("content", "") for t in reversed(history) if t.get("role") == "user"), "")
-    if not prev:
-        return question
-    words = question.split()
-    if _FOLLOW_UP.match(question) or len(words) <= 4 or (len(words) <= 8 and _PRONOUN.search(question)):
-        return f"{prev} {question}"
-    return question
+    prev = _previous_question(history)
+    return f"{prev} {question}" if prev and is_follow_up(question) else question
 
 
 class _Run:
@@ -58,6 +75,7 @@ class _Run:
         self.usage: dict[str, int] = {}
         self.prompts: dict[str, str] = {}
         self.fallback: str | None = None
+        self.focus = ""
 
     def add_usage(self, c: Completion) -> None:
         for k in USAGE_KEYS:
@@ -114,10 +132,12 @@ class Assistant:
         trace_id, run = uuid.uuid4().hex, _Run()
         t0 = time.perf_counter()
         query = self._standalone(question, history, run)
+        # sentences are scored against the model's standalone question, else the follow-up's own words
+        run.focus = query if query != resolve_follow_up(question, history) else focus_question(question, history)
         hits = list(self.retriever.search(query, principal, filters, self.top_k).hits)
         t1 = time.perf_counter()
         if self.llm is None or not hits:
-            answer = self._extractive(question, query, hits, trace_id)
+            answer = self._extractive(question, run.focus, hits, trace_id)
             if streaming:
                 yield from _deltas(answer.text)
         else:
@@ -200,30 +220,35 @@ class Assistant:
                    why: str, send_text: bool) -> Generator[str, None, Answer]:
         run.fallback = reason
         run.notes.append(f"{why}; showing the extractive answer instead")
-        answer = self._extractive(question, query, hits, trace_id)
+        answer = self._extractive(question, run.focus, hits, trace_id)
         if send_text:
             yield from _deltas(answer.text)
         return answer
 
     def _extractive(self, question: str, query: str, hits: list[Hit], trace_id: str) -> Answer:
         scored = [s for s in score_units(query, hits, self.embedder, self.config) if not is_instruction(s.unit.text)]
-        conf = confidence(scored, query, self.config)
+        conf = confidence(scored, query, self.config, hits)
         models = {**self.models, "answerer": EXTRACTIVE}
         if not hits or conf < self.config.threshold:
             return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, models, trace_id, conf)
         chosen = extend(select(scored, self.config, query), hits, query, self.config)
         markers: dict[int, int] = {}
-        parts, cites = [], []
+        spans: list[list] = []  # [hit index, start, end] of each citation's quote in its passage
+        parts = []
         for s in chosen:
             hit = hits[s.hit_index]
-            if s.hit_index not in markers:
-                markers[s.hit_index] = len(markers) + 1
-            m = markers[s.hit_index]
-            quote = quote_of(s.unit)
-            cites.append(Citation.from_hit(m, hit, quote))
-            parts.append(f"{' '.join(quote.split())} [{m}]")
-        return Answer(question, " ".join(parts), "extractive", tuple(cites), tuple(hits), {}, models, trace_id,
-                      conf)
+            m = markers.setdefault(s.hit_index, len(markers) + 1)
+            lo, hi = context_span(hit.chunk.text, s.unit)
+            same = next((sp for sp in spans if sp[0] == s.hit_index and sp[1] < hi and lo < sp[2]), None)
+            if same is None:
+                spans.append([s.hit_index, lo, hi])
+            elif max(hi, same[2]) - min(lo, same[1]) <= MAX_QUOTE:
+                same[1:] = [min(lo, same[1]), max(hi, same[2])]  # neighbours: one quote shows both
+            else:
+                spans.append([s.hit_index, s.unit.start, s.unit.start + len(quote_of(s.unit))])
+            parts.append(f"{display(s.unit.text)} [{m}]")
+        cites = tuple(Citation.from_hit(markers[i], hits[i], hits[i].chunk.text[lo:hi]) for i, lo, hi in spans)
+        return Answer(question, " ".join(parts), "extractive", cites, tuple(hits), {}, models, trace_id, conf)
 
 
 def _checked(question: str) -> str:
