@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 from ingest.errors import ConfigError
+from ingest.markup import fence, unfence
 from ingest.types import Block, Chunk, ParsedDoc
 
 BLOCK_SEP = "\n\n"
@@ -83,11 +84,12 @@ class Chunker:
 
     @property
     def fingerprint(self) -> str:
-        return f"chunker-v1:{self.max_tokens}:{self.min_fill}"
+        return f"chunker-v2:{self.max_tokens}:{self.min_fill}"
 
     def chunk(self, doc_id: str, version: str, doc: ParsedDoc, title: str | None = None
               ) -> tuple[Normalized, list[Chunk]]:
         """Chunks with provenance; text before the first heading gets the document title as its section."""
+        doc = self._fit_code(doc)
         norm = normalize(doc)
         fallback = tuple(t for t in [title or doc.title] if t)
         pieces = self._pieces(doc.blocks, norm)
@@ -109,6 +111,41 @@ class Chunker:
                 token_count=count,
             ))
         return norm, chunks
+
+    def _fit_code(self, doc: ParsedDoc) -> ParsedDoc:
+        """Split code blocks over the budget into several fenced blocks at line ends, so a chunk never
+        holds half a fence; a single line over the budget is still cut by `_split`, unfenced."""
+        where = [i for i, b in enumerate(doc.blocks) if b.kind == "code"]
+        if not where:
+            return doc
+        counts = self.counter.count_tokens([doc.blocks[i].text for i in where])
+        blocks = list(doc.blocks)
+        for i, n in reversed(list(zip(where, counts))):
+            if n > self.max_tokens:
+                blocks[i:i + 1] = [replace(doc.blocks[i], text=t) for t in self._code_parts(doc.blocks[i].text)]
+        return replace(doc, blocks=tuple(blocks))
+
+    def _code_parts(self, text: str) -> list[str]:
+        mark, code = unfence(text)
+        if not mark:
+            return [text]  # not stored fenced (a caller-built block): `_split` cuts it like prose
+        lines = code.split("\n")
+        budget = self.max_tokens - self.counter.count_tokens([f"{mark}\n\n{mark}"])[0]
+        counts = self.counter.count_tokens(lines)
+        parts: list[list[str]] = [[]]
+        used = 0
+        for line, n in zip(lines, counts):
+            if parts[-1] and used + n > budget:
+                parts.append([])
+                used = 0
+            parts[-1].append(line)
+            used += n
+        out = []
+        for part in parts:
+            body = "\n".join(part).strip("\n")
+            if body.strip():
+                out.append(fence(body))
+        return out or [text]
 
     def _pieces(self, blocks: Sequence[Block], norm: Normalized) -> list[_Piece]:
         top_level = _top_level(blocks)

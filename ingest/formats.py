@@ -9,8 +9,9 @@ import re
 import threading
 import zipfile
 from contextlib import contextmanager
-from html import unescape
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 from ingest.errors import (
     EmptyDocument,
@@ -20,6 +21,7 @@ from ingest.errors import (
     ParseFailed,
     UnsupportedFormat,
 )
+from ingest.markup import clean_text, code_text, fence, markdown_extensions, table_rows
 from ingest.templates import has_template_tags, render_templates
 from ingest.titles import choose_title, header_title, render_header, split_header_block
 from ingest.types import Block, ParsedDoc
@@ -38,9 +40,6 @@ SUPPORTED = tuple(sorted({**TEXT_FORMATS, **BINARY_FORMATS}))
 _SKIP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Figure", "FigureCaption_"}
 _LANG = ["eng"]  # explicit: skips per-document language detection (a quarter of parse time)
 _FRONT_MATTER = re.compile(r"\A(?:\ufeff)?(---|\+\+\+)[ \t]*\r?\n(.*?)\r?\n\1[ \t]*\r?\n", re.S)
-_ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S | re.I)
-_CELL = re.compile(r"<t[hd][^>]*>(.*?)</t[hd]>", re.S | re.I)
-_TAG = re.compile(r"<[^>]+>")
 _SENTENCE_END = re.compile(r"[.!?:;][\"')\]\u2019\u201d]*\Z")
 # ZIP-based files (DOCX, PPTX) are refused from what their directory declares, before a parser unpacks
 # anything (zipfile never yields more than a member's declared size, so the declaration is binding)
@@ -127,16 +126,6 @@ def split_front_matter(text: str) -> tuple[dict, str]:
     return (meta if isinstance(meta, dict) else {}), body
 
 
-def table_rows(html: str) -> str:
-    """Render an HTML table as one text row per line, cells joined by ' | '."""
-    rows = []
-    for row in _ROW.findall(html):
-        cells = [" ".join(unescape(_TAG.sub(" ", c)).split()) for c in _CELL.findall(row)]
-        if any(cells):
-            rows.append(" | ".join(cells))
-    return "\n".join(rows)
-
-
 _patch_lock = threading.Lock()
 _patch_depth = 0
 _patch_original = None
@@ -189,7 +178,7 @@ def _partition_any(fmt: str, path: str, data: bytes, text: str | None) -> list:
     if fmt == "md":
         from unstructured.partition.md import partition_md
 
-        return partition_md(text=text, languages=_LANG)
+        return partition_md(text=text, languages=_LANG, extensions=markdown_extensions())
     if fmt == "html":
         from unstructured.partition.html import partition_html
 
@@ -272,7 +261,19 @@ def _continues(prev: Block, nxt: Block) -> bool:
             and not _SENTENCE_END.search(prev.text) and (nxt.text[0].islower() or nxt.text[0].isdigit()))
 
 
-def _blocks(elements: list, join_wrapped: bool = False) -> tuple[list[Block], bool]:
+def _cleaner(fmt: str) -> Callable[[str], str] | None:
+    """How a format's block text is cleaned: Markdown fully, plain text of HTML remnants; text that a parser
+    took from a real document tree (HTML, reST, e-mail, office files) holds no markup, only literal text."""
+    if fmt == "md":
+        return clean_text
+    if fmt == "text":
+        return partial(clean_text, markdown=False)
+    return None
+
+
+def _blocks(elements: list, join_wrapped: bool = False, clean: Callable[[str], str] | None = None
+            ) -> tuple[list[Block], bool]:
+    clean = clean or (lambda text: text)
     blocks: list[Block] = []
     has_pages = False
     for el in elements:
@@ -283,14 +284,19 @@ def _blocks(elements: list, join_wrapped: bool = False) -> tuple[list[Block], bo
         page = getattr(md, "page_number", None)
         has_pages = has_pages or page is not None
         if cat == "Table":
-            text = table_rows(md.text_as_html or "") or el.text
+            text = table_rows(md.text_as_html or "", clean) or clean(el.text)
             kind = "table"
+        elif cat == "CodeSnippet":
+            text = code_text(el.text)
+            kind = "code"
         else:
-            text = el.text
-            kind = {"Title": "title", "ListItem": "list", "CodeSnippet": "code"}.get(cat, "text")
-        text = text.strip()
+            text = clean(el.text)
+            kind = {"Title": "title", "ListItem": "list"}.get(cat, "text")
+        text = text.strip() if kind != "code" else text
         if not text:
             continue
+        if kind == "code":
+            text = fence(text)  # stored fenced, verbatim: answers and pages show it as code
         level = (int(md.category_depth or 0) + 1) if kind == "title" else 0
         block = Block(kind=kind, text=text, level=level, page=page)
         if join_wrapped and blocks and _continues(blocks[-1], block):
@@ -320,7 +326,7 @@ def parse_file(path: str, data: bytes, max_unpacked: int = DEFAULT_MAX_UNPACKED)
         text = decode_text(path, data)
         if fmt in ("md", "text"):
             meta, text = split_front_matter(text)
-        if fmt == "md" and has_template_tags(text):
+        if fmt in ("md", "text") and has_template_tags(text):
             text = render_templates(text, meta)  # on the source, so stored spans still index stored text
         if fmt in ("rst", "text"):
             header, text = split_header_block(text)
@@ -332,7 +338,7 @@ def parse_file(path: str, data: bytes, max_unpacked: int = DEFAULT_MAX_UNPACKED)
         raise
     except Exception as exc:  # noqa: BLE001 - third-party parsers raise anything on bad input
         raise ParseFailed(path, f"could not be parsed as {fmt} ({type(exc).__name__}: {exc})") from exc
-    blocks, has_pages = _blocks(elements, join_wrapped=fmt == "pdf")
+    blocks, has_pages = _blocks(elements, join_wrapped=fmt == "pdf", clean=_cleaner(fmt))
     if header:
         blocks.insert(0, Block(kind="text", text=render_header(header)))
     if not blocks:

@@ -34,7 +34,7 @@ from ingest.titles import title_from_path
 from ingest.types import DOC_TYPES, Chunk, ParsedDoc, SourceDoc, validate_acl
 
 log = logging.getLogger(__name__)
-PARSER_VERSION = "parse-v2"  # v2: declared titles, template tags rendered, PEP headers, PDF line joins
+PARSER_VERSION = "parse-v3"  # v3: markup cleaned (table rows as "Header: cell", fenced code, admonitions, footnotes)
 HEADER_TOKENS = 32  # room kept in the model's window for the title/section header embedded with each chunk
 HEADER_CHARS = 96  # about HEADER_TOKENS word pieces of English
 DEFAULT_ACL_MARK = "@default"  # stored for documents without an ACL: the retriever applies the configured default

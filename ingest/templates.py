@@ -30,6 +30,7 @@ _PAGE_VAR = re.compile(r"\A(?:current_page\.data|current_page|page\.data|page)\.
 _PATH_LIKE = re.compile(r"\A\S*(?:/|\.[A-Za-z0-9]{2,4}\Z)\S*\Z")
 _NAME = re.compile(r"[\w.]*")
 _HAS_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|<%.*?%>", re.S)
+_CLOSING = (",", ".", ";", ":", "!", "?", ")")  # a removed tag leaves no space before these
 
 
 def has_template_tags(text: str) -> bool:
@@ -58,26 +59,37 @@ def _expression(expr: str, front_matter: dict) -> str:
     return _literal(expr) if re.match(r"""\A(?:["']|[\w.]+[ (])""", expr) else ""
 
 
+def _render(m: re.Match, fm: dict) -> str:
+    """What one token becomes: code and raw blocks as written, a tag as what it prints (often nothing)."""
+    if m.group("fence") or m.group("inline"):
+        return m.group(0)
+    if m.group("raw"):
+        return m.group("raw_body")
+    if m.group("comment"):
+        return ""
+    if m.group("liquid") is not None:
+        body = m.group("l").strip()
+        name = _NAME.match(body).group(0)
+        return "" if name in _SILENT or name.startswith("end") else _literal(body[len(name):])
+    if m.group("output") is not None:
+        return _expression(m.group("o"), fm)
+    return _expression(m.group("e"), fm) if m.group("eq") else ""
+
+
 def render_templates(text: str, front_matter: dict | None = None) -> str:
     """Replace template tags with what they would print as far as the page itself tells; else remove them.
 
     >>> render_templates("# <%= current_page.data.title %>", {"title": "Alerts"})  # '# Alerts'
     """
     fm = front_matter or {}
-
-    def sub(m: re.Match) -> str:
-        if m.group("fence") or m.group("inline"):
-            return m.group(0)
-        if m.group("raw"):
-            return m.group("raw_body")
-        if m.group("comment"):
-            return ""
-        if m.group("liquid") is not None:
-            body = m.group("l").strip()
-            name = _NAME.match(body).group(0)
-            return "" if name in _SILENT or name.startswith("end") else _literal(body[len(name):])
-        if m.group("output") is not None:
-            return _expression(m.group("o"), fm)
-        return _expression(m.group("e"), fm) if m.group("eq") else ""
-
-    return _TOKEN.sub(sub, text)
+    out: list[str] = []
+    pos = 0
+    for m in _TOKEN.finditer(text):
+        out.append(text[pos:m.start()])
+        got = _render(m, fm)
+        if not got and text[m.end():m.end() + 1] in _CLOSING:  # 'Hello {{ name }}, ...' -> 'Hello, ...'
+            out[-1] = out[-1].rstrip(" \t")
+        out.append(got)
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)

@@ -27,7 +27,9 @@ def test_markdown_front_matter_headings_and_title():
 def test_html_table_kept_as_text_rows():
     doc = _parse("policies/expense-policy.html")
     tables = [b.text for b in doc.blocks if b.kind == "table"]
-    assert tables == ["City | Nightly cap\nNew York | $320\nLondon | GBP 240\nLisbon | EUR 180"]
+    # parse-v3: a table with a header row reads "Header: cell" per data row
+    assert tables == ["City: New York, Nightly cap: $320\nCity: London, Nightly cap: GBP 240\n"
+                      "City: Lisbon, Nightly cap: EUR 180"]
 
 
 def test_pdf_has_pages_and_drops_running_headers():
