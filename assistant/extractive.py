@@ -54,8 +54,10 @@ class ExtractiveConfig:
     semantic_weight: float = 0.55
     lexical_weight: float = 0.30
     prior_weight: float = 0.25
-    keep_ratio: float = 0.8  # further sentences must score within this share of the best
-    threshold: float = 0.58  # calibrated on the dev sets: `lore eval calibrate` (docs/benchmarks.md)
+    keep_ratio: float = 0.4  # further sentences must score within this share of the best
+    multi_keep_ratio: float = 0.25  # ... for a question that asks two or more things
+    part_floor: float = 0.05  # a multi-part question's further part gets its best sentence above this score
+    threshold: float = 0.48  # calibrated on the dev sets: `lore eval calibrate` (docs/benchmarks.md)
     idf_lexical: bool = True  # weigh question terms by their rarity among the candidate sentences
     number_boost: float = 0.08  # added when the question asks how long/many/much... and the unit has a figure
     intent_boost: float = 0.1  # added when the question asks why/how it was fixed and the unit gives a cause/fix
@@ -117,9 +119,12 @@ def term_weights(qterms: set[str], unit_terms: Sequence[set[str]], idf: bool) ->
     return {t: math.log(1.0 + n / (1.0 + sum(t in u for u in unit_terms))) for t in qterms}
 
 
-def unit_features(question: str, hits: Sequence[Hit], embedder: Embedder,
-                  cfg: ExtractiveConfig) -> tuple[list[tuple[int, Unit]], np.ndarray]:
-    """The candidate units of the top passages and their features (`reader.FEATURES`, in that order)."""
+def unit_features(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: ExtractiveConfig,
+                  vecs: np.ndarray | None = None) -> tuple[list[tuple[int, Unit]], np.ndarray, np.ndarray]:
+    """The candidate units of the top passages and their features (`reader.FEATURES`, in that order).
+
+    `vecs`: the units' (and headings') vectors from an earlier call on the same hits, to score another
+    part of the same question without embedding the units again."""
     qterms = _terms(question)
     qseq = [stem(t) for t in _WORDS.findall(question.lower())]
     qbi = bigrams(qseq)
@@ -127,10 +132,12 @@ def unit_features(question: str, hits: Sequence[Hit], embedder: Embedder,
     for i, h in enumerate(hits[:cfg.passages]):
         cands += [(i, u) for u in candidates(h.chunk.text)]
     if not cands:
-        return [], np.zeros((0, len(FEATURES)))
+        return [], np.zeros((0, len(FEATURES))), np.zeros((0, 0))
     heads = [" > ".join(hits[i].chunk.section[-1:]) for i, _ in cands]
     distinct = sorted(set(heads))
-    vecs = embedder.embed_documents([_unit_text(hd, u) for hd, (_, u) in zip(heads, cands)] + distinct)
+    if vecs is None:
+        embed = getattr(embedder, "embed_transient", embedder.embed_documents)  # batched where it can
+        vecs = embed([_unit_text(hd, u) for hd, (_, u) in zip(heads, cands)] + distinct)
     q = embedder.embed_query(question)
     sims = vecs @ q
     sem, head_sim = sims[:len(cands)], dict(zip(distinct, sims[len(cands):]))
@@ -160,15 +167,32 @@ def unit_features(question: str, hits: Sequence[Hit], embedder: Embedder,
     x = np.asarray(rows, dtype=float)
     x[:, 1] = x[:, 0] - x[:, 0].max()
     x[:, 4] = x[:, 3] - x[:, 3].max()
-    return cands, x
+    return cands, x, vecs
 
 
 def score_units(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: ExtractiveConfig) -> list[Scored]:
     """Every candidate unit with its score: the reader's probability that it answers, or with
     `cfg.reader` empty the hand-weighted sum of similarity, overlap, rank prior and boosts."""
-    cands, x = unit_features(question, hits, embedder, cfg)
+    return score_question(question, hits, embedder, cfg)[0]
+
+
+def score_question(question: str, hits: Sequence[Hit], embedder: Embedder,
+                   cfg: ExtractiveConfig) -> tuple[list[Scored], list[Scored]]:
+    """The scored units for the whole question, and for a multi-part question ("how fast must I report
+    a breach, and should I turn my laptop off?") the best unit for each part after the first, scored
+    against that part alone (the units are embedded once)."""
+    cands, x, vecs = unit_features(question, hits, embedder, cfg)
     if not cands:
-        return []
+        return [], []
+    scored = _scored(cands, x, hits, cfg)
+    tops = []
+    for part in question_parts(question)[1:]:
+        pc, px, _ = unit_features(part, hits, embedder, cfg, vecs)
+        tops += _scored(pc, px, hits, cfg)[:1]
+    return scored, tops
+
+
+def _scored(cands: list[tuple[int, Unit]], x: np.ndarray, hits: Sequence[Hit], cfg: ExtractiveConfig) -> list[Scored]:
     col = {f: x[:, k] for k, f in enumerate(FEATURES)}
     if cfg.reader:
         scores = load_reader(cfg.reader).sentence.predict(x)
@@ -180,6 +204,22 @@ def score_units(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: Ext
            for (i, u), sc, se, lx in zip(cands, scores, col["sem"], col["lex_ctx"])]
     out.sort(key=lambda x: -x.score)
     return out
+
+
+_SPLIT = re.compile(r"(?<=\?)\s+(?=\S)|[,;]?\s+(?:and|also|plus)\s+(?=(?:what|how|why|which|who|when|where|is|are|"
+                    r"does|do|did|can|should|will)\b)|\s+-\s+(?=(?:what|how|why|which|who|when|where)\b)", re.I)
+
+
+def question_parts(question: str) -> list[str]:
+    """A multi-part question cut into its parts: at a question mark followed by more, or at ", and
+    what/how/should ...". A one-part question is one part. Parts under three words stay joined."""
+    parts: list[str] = []
+    for p in (p.strip() for p in _SPLIT.split(question) if p and p.strip()):
+        if parts and (len(p.split()) < 3 or len(parts[-1].split()) < 3):
+            parts[-1] = f"{parts[-1]} {p}"
+        else:
+            parts.append(p)
+    return parts if len(parts) > 1 else [question]
 
 
 _LABEL = re.compile(r"^(?:A|Answer)\s*:\s+")
@@ -216,11 +256,23 @@ def asks_several(question: str) -> bool:
     return bool(_COMPARE.search(question) or _TWO_NAMES.search(question))
 
 
-def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "") -> list[Scored]:
+_PARTS = re.compile(r"\?\s*\S.*\?|\b(and|or|also|plus)\s+(what|how|why|which|who|when|where|is|are|does|do|did|"
+                    r"can|should)\b|,\s*\w+(?:\s+\w+)?,?\s+(and|or)\s+\w+", re.I)
+
+
+def asks_several_things(question: str) -> bool:
+    """A multi-part question: two question marks, "... and how long ...", or a list of things asked about."""
+    return bool(_PARTS.search(question))
+
+
+def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "",
+           part_tops: Sequence[Scored] = ()) -> list[Scored]:
     """The sentence that answers, then a further one only when it covers a part of the question the
     answer does not cover yet (a two-part question gets both parts), scores close to the best, does
     not repeat or contradict what is chosen, and comes from the same document unless the question
     needs several (it compares, or names two organisations). No word budget to fill.
+    `part_tops`: the best sentence for each further part of a multi-part question, taken when it is
+    not weak (`part_floor`), new, and consistent with the rest.
     """
     if not scored:
         return []
@@ -230,10 +282,22 @@ def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "") -> l
     qterms = _terms(question)
     covered = _covered(best, qterms)
     several = asks_several(question)
-    pool = [s for s in scored[1:] if s.score >= cfg.keep_ratio * best.score]
-    while pool and len(chosen) < cfg.max_sentences and qterms - covered:
+    ratio = cfg.multi_keep_ratio if asks_several_things(question) else cfg.keep_ratio
+    multi = asks_several_things(question)
+    for top in part_tops:
+        if (top.score >= cfg.part_floor and top.unit not in [c.unit for c in chosen]
+                and (top.hit_index == best.hit_index or several or _same_doc(top, best))
+                and not any(_overlap(top.unit.text, c.unit.text) > 0.6 or contradicts(top.unit.text, c.unit.text)
+                            for c in chosen)):
+            chosen.append(top)
+            covered |= _covered(top, qterms)
+            words += len(top.unit.text.split())
+    pool = [s for s in scored[1:] if s.score >= ratio * best.score and s.unit not in [c.unit for c in chosen]]
+    while pool and len(chosen) < cfg.max_sentences and (qterms - covered or (multi and len(chosen) == 1)):
         gain = {id(s): len(_covered(s, qterms) - covered) for s in pool}
-        pool = [s for s in pool if gain[id(s)] > 0]
+        # a two-part question may take a second sentence that words its part the way the question
+        # already did ("how long ... and how long ..."): new figures count as coverage
+        pool = [s for s in pool if gain[id(s)] > 0 or (multi and len(chosen) == 1 and _new_figure(s, chosen))]
         if not pool:
             break
         pick = max(pool, key=lambda s: s.score + cfg.coverage_weight * gain[id(s)] / len(qterms))
@@ -249,6 +313,11 @@ def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "") -> l
         words += w
     # reading order within a passage, passages in rank order: the answer reads naturally
     return sorted(chosen, key=lambda s: (s.hit_index, s.unit.start))
+
+
+def _new_figure(s: Scored, chosen: list[Scored]) -> bool:
+    have = {n for c in chosen for n in _NUMBER.findall(c.unit.text)}
+    return bool(set(_NUMBER.findall(_REFERENCE.sub(" ", s.unit.text))) - have)
 
 
 def _covered(s: Scored, qterms: set[str]) -> set[str]:
@@ -267,7 +336,7 @@ def contradicts(a: str, b: str) -> bool:
     """Two sentences about the same thing that disagree: one negates what the other states, or they give
     different figures. "Same thing": most content words of the shorter one recur in the other."""
     ta, tb = _terms(_NEGATION.sub(" ", a)) - _NEG_TERMS, _terms(_NEGATION.sub(" ", b)) - _NEG_TERMS
-    if not ta or not tb or len(ta & tb) / min(len(ta), len(tb)) < 0.5:
+    if not ta or not tb or len(ta & tb) / min(len(ta), len(tb)) < 0.4:
         return False
     if bool(_NEGATION.search(a)) != bool(_NEGATION.search(b)):
         return True
@@ -382,9 +451,38 @@ def answer_features(question: str, hits: Sequence[Hit], scored: list[Scored]) ->
     cover = (len(qterms & _terms(f"{best.chunk.text} {best.doc.title} {' '.join(best.chunk.section)}"))
              / len(qterms)) if best is not None and qterms else 0.0
     window = " ".join(s.unit.text for s in scored[:3])
+    best_hay = f"{best.chunk.text} {best.doc.title} {best.doc.uri}".lower() if best is not None else ""
+    in_best = [t for t in spec if t not in best_hay and not (_terms(t) and _terms(t) <= _terms(best_hay))]
+    kinds = asked_types(question)
+    lead = " ".join(s.unit.text for s in scored[:2])
+    missing_type = [k for k in kinds if not _TYPES[k][1].search(_REFERENCE.sub(" ", lead))]
     return np.array([top.score, scored[1].score if len(scored) > 1 else 0.0, top.semantic, top.lexical,
                      _lex_doc(question, best), float(len(missing)), float(bool(missing)), cover,
-                     float(asks_quantity(question) and not has_figure(window)), float(len(spec))])
+                     float(asks_quantity(question) and not has_figure(window)), float(len(spec)),
+                     float(len(in_best)), float(bool(missing_type)), float(bool(kinds))])
+
+
+# What kind of answer a question asks for, and what a sentence giving that kind of answer contains.
+_TYPES = {
+    "version": (re.compile(r"\b(which|what)\s+(\w+\s+)?(version|release|patch|tag)\b", re.I),
+                re.compile(r"\bv?\d+\.\d+(\.\d+)?|\b\d{8}\b")),
+    "person": (re.compile(r"^\s*who\b|\bwho (is|are|was|approves|decides|owns|signs|has to)\b", re.I),
+               re.compile(r"\b(manager|director|lead|owner|team|officer|supervisor|coordinator|chief|"
+                          r"[A-Z][a-z]+ [A-Z][a-z]+|approv\w+|responsib\w+|commander|engineer|admin\w*)\b")),
+    "date": (re.compile(r"^\s*when\b|\b(what|which) (date|day|year|month)\b", re.I),
+             re.compile(r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*\b|"
+                        r"\b(monday|tuesday|wednesday|thursday|friday|daily|weekly|annually|before|after|within)\b", re.I)),
+    "number": (re.compile(r"\bhow (many|much|long|often|soon)\b|\b(what|which) (percentage|amount|size|limit|number|"
+                          r"rate|quota|budget|deadline)\b|\b(max\w*|min\w*|default)\b.{0,30}\b(number|size|value|"
+                          r"length|count)\b", re.I),
+               re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|twelve|half|quarter|once|twice|"
+                          r"daily|weekly|monthly|annually|yearly|unlimited|no limit|no set limit)\b", re.I)),
+}
+
+
+def asked_types(question: str) -> list[str]:
+    """The kinds of answer the question asks for: a version, a person or role, a date, a number."""
+    return [k for k, (q, _) in _TYPES.items() if q.search(question)]
 
 
 def _lex_doc(question: str, hit: Hit | None) -> float:

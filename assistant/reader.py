@@ -64,7 +64,7 @@ class ReaderModel:
 
 # Whether the evidence answers the question at all: features of the question and its best candidates.
 ANSWERABLE = ("p_top", "p_second", "sem_top", "lex_top", "lex_doc_top", "missing_specific", "any_missing",
-              "cover_passage", "qty_nofig_window", "n_specific")
+              "cover_passage", "qty_nofig_window", "n_specific", "missing_in_best", "type_missing", "asks_type")
 
 
 @dataclass(frozen=True)

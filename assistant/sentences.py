@@ -62,7 +62,7 @@ def _prose(text: str, lo: int, hi: int) -> list[Unit]:
         block, base = m.group(0), lo + m.start()
         lines = block.split("\n")
         real = [ln for ln in lines if ln.strip()]
-        if len(real) > 1 and (all(" | " in ln or _LIST.match(ln) for ln in real)
+        if (len(real) > 1 or _LIST.match(block)) and (all(" | " in ln or _LIST.match(ln) for ln in real)
                               or all(_ROW.match(ln.strip()) or _LIST.match(ln) for ln in real)):
             off = 0
             header = ""

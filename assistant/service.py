@@ -16,7 +16,7 @@ from typing import Generator, Iterator, Sequence
 
 from assistant import prompts
 from assistant.extractive import (MAX_QUOTE, ExtractiveConfig, confidence, context_span, display, extend, quote_of,
-                                  score_units, select)
+                                  score_question, select)
 from assistant.grounding import ground, is_instruction
 from assistant.llm import LLM, USAGE_KEYS, Completion, LLMError
 from assistant.types import Answer, Citation
@@ -226,12 +226,14 @@ class Assistant:
         return answer
 
     def _extractive(self, question: str, query: str, hits: list[Hit], trace_id: str) -> Answer:
-        scored = [s for s in score_units(query, hits, self.embedder, self.config) if not is_instruction(s.unit.text)]
+        scored, tops = score_question(query, hits, self.embedder, self.config)
+        scored = [s for s in scored if not is_instruction(s.unit.text)]
+        tops = [s for s in tops if not is_instruction(s.unit.text)]
         conf = confidence(scored, query, self.config, hits)
         models = {**self.models, "answerer": EXTRACTIVE}
         if not hits or conf < self.config.threshold:
             return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, models, trace_id, conf)
-        chosen = extend(select(scored, self.config, query), hits, query, self.config)
+        chosen = extend(select(scored, self.config, query, tops), hits, query, self.config)
         markers: dict[int, int] = {}
         spans: list[list] = []  # [hit index, start, end] of each citation's quote in its passage
         parts = []

@@ -58,7 +58,7 @@ def collect(progress: bool = True) -> list[dict]:
         for row in rows:
             who = Principal(row.get("user"), tuple(row.get("groups") or ()))
             hits = list(assistant.retriever.search(row["question"], who, None, assistant.top_k).hits)
-            cands, x = unit_features(row["question"], hits, assistant.embedder, cfg)
+            cands, x, _ = unit_features(row["question"], hits, assistant.embedder, cfg)
             facts = [_norm(f) for f in row["must_contain"]]
             y = [float(row["answerable"] and is_gold(hits[i].doc.uri, row["gold_docs"])
                        and any(f in _norm(u.text) for f in facts)) for i, u in cands]

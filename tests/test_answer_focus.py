@@ -16,7 +16,7 @@ from retriever.types import Principal
 
 from conftest import REPO
 
-DEBRIS = re.compile(r"\[\^|\[!|!!!|<[a-zA-Z/][^>]*>|&[a-z]+;|\*\*|\]\(|\{\{|\{%|<!--|```|(?m)^\s*//|\|")
+DEBRIS = re.compile(r"\[\^|\[!|!!!|<[a-zA-Z/][^>]*>|&[a-z]+;|\*\*|\]\(|\{\{|\{%|<!--|```|^\s*//| \| ", re.M)
 MARKER = re.compile(r"\s*\[\d+\]")
 
 
@@ -152,3 +152,27 @@ def test_no_answer_contradicts_itself(dev_answers):
     bad = [(r["id"], a.text) for r, a in dev_answers
            if any(contradicts(x, y) for i, x in enumerate(sentences(a)) for y in sentences(a)[i + 1:])]
     assert not bad, bad[:3]
+
+
+# -- the packaged reader ----------------------------------------------------------------------------
+def test_packaged_reader_weights_load_and_name_their_training_data():
+    from assistant.reader import ANSWERABLE, FEATURES, load
+
+    r = load()
+    assert r.sentence.features == FEATURES and r.answerable.features == ANSWERABLE
+    assert "enterprise_test3" in r.meta["held_out_never_read"] and "enterprise_test3" not in r.meta["trained_on"]
+    assert r.meta["leave_one_set_out"], "retrain with evals/train_reader.py: its figures go in the weights"
+
+
+def test_weights_from_another_version_are_refused_with_the_fix(tmp_path):
+    import json
+
+    from assistant.reader import WEIGHTS, load
+    from ingest.errors import ConfigError
+
+    data = json.loads(WEIGHTS.read_text())
+    data["sentence"]["features"] = data["sentence"]["features"][:-1]
+    bad = tmp_path / "reader.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="train_reader.py"):
+        load(bad)

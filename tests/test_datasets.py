@@ -57,3 +57,16 @@ def test_held_out_questions_are_new():
     dev = {_norm(r["question"]) for r in load_dataset(REPO / "evals" / "datasets" / "enterprise_dev.jsonl")}
     for name in ("enterprise_test.jsonl", "enterprise_test2.jsonl", "enterprise_test3.jsonl"):
         assert not [r["id"] for r in load_dataset(REPO / "evals" / "datasets" / name) if _norm(r["question"]) in dev]
+
+
+def test_the_reader_never_trains_on_the_held_out_set():
+    """evals/train_reader.py reads the dev sets only; no held-out question repeats a training question."""
+    from evals.train_reader import HELD_OUT, TRAIN_SETS
+
+    names = {n for n, _ in TRAIN_SETS}
+    assert "enterprise_test3" in HELD_OUT and not names & set(HELD_OUT)
+    seen = {_norm(r["question"]) for n in names if (REPO / "evals" / "datasets" / f"{n}.jsonl").is_file()
+            for r in load_dataset(REPO / "evals" / "datasets" / f"{n}.jsonl")}
+    held = [r["id"] for r in load_dataset(REPO / "evals" / "datasets" / "enterprise_test3.jsonl")
+            if _norm(r["question"]) in seen]
+    assert not held, held

@@ -50,3 +50,17 @@ def test_bad_settings_are_config_errors(tmp_path):
         OnnxEmbedder(batch_size=0, cache_dir=tmp_path)
     with pytest.raises(ConfigError, match="LORE_EMBEDDING__MODEL"):
         OnnxEmbedder("no-such-model-anywhere", cache_dir=tmp_path)
+
+
+def test_transient_batches_match_one_by_one_vectors(embedder):
+    """The answerer's batched path (never stored) agrees with the stored path, in the input order."""
+    import numpy as np
+
+    texts = ["Alcohol is not reimbursed.", "Book economy class for flights under 6 hours, premium economy for "
+             "flights of 6 hours or longer.", "x", "The daily meal allowance is $75 per day in the United States."]
+    one = embedder.embed_documents(texts)
+    batch = embedder.embed_transient(texts)
+    assert batch.shape == one.shape
+    cos = (one * batch).sum(axis=1)
+    assert (cos > 0.95).all(), cos  # the int8 batch effect (ingest/onnx_embedder.py)
+    assert np.argmax(batch @ embedder.embed_query("is wine reimbursed?")) == 0
