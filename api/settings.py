@@ -57,7 +57,7 @@ class RetrievalSettings(BaseModel):
 
 
 class AnswerSettings(BaseModel):
-    threshold: float = Field(0.48, ge=-1.0, le=2.0, description="offline answerer: evidence scoring below this "
+    threshold: float = Field(0.47, ge=-1.0, le=2.0, description="offline answerer: evidence scoring below this "
                              "abstains (no_evidence); calibrate with `lore eval calibrate`")
     top_k: int = Field(8, ge=1, le=50, description="passages retrieved per question")
 

@@ -37,6 +37,20 @@ def _terms(text: str) -> set[str]:
     return {stem(t) for t in query_terms(text)}
 
 
+# Words a question uses to ask, not to say what about ("do I need to ...", "what happens if ..."): they
+# would make any sentence with "need" look relevant.
+_GENERIC = frozenset(stem(w) for w in """need needs needed want wants get gets got getting make makes know tell say
+use using used go going goes take takes give gives happen happens happened mean means able like also way thing
+things something anything someone anyone actually really still ever supposed allowed okay ok please thanks hi hey
+guys folks lol anybody somebody question ask asks asking""".split())
+
+
+def question_terms(question: str) -> set[str]:
+    """A question's content terms, without the words it asks with (all of them if nothing else is left)."""
+    t = _terms(question)
+    return (t - _GENERIC) or t
+
+
 @dataclass(frozen=True, slots=True)
 class Scored:
     hit_index: int
@@ -54,10 +68,10 @@ class ExtractiveConfig:
     semantic_weight: float = 0.55
     lexical_weight: float = 0.30
     prior_weight: float = 0.25
-    keep_ratio: float = 0.4  # further sentences must score within this share of the best
-    multi_keep_ratio: float = 0.25  # ... for a question that asks two or more things
+    keep_ratio: float = 0.2  # further sentences must score within this share of the best
+    multi_keep_ratio: float = 0.15  # ... for a question that asks two or more things
     part_floor: float = 0.05  # a multi-part question's further part gets its best sentence above this score
-    threshold: float = 0.48  # calibrated on the dev sets: `lore eval calibrate` (docs/benchmarks.md)
+    threshold: float = 0.47  # calibrated on the dev sets: `lore eval calibrate` (docs/benchmarks.md)
     idf_lexical: bool = True  # weigh question terms by their rarity among the candidate sentences
     number_boost: float = 0.08  # added when the question asks how long/many/much... and the unit has a figure
     intent_boost: float = 0.1  # added when the question asks why/how it was fixed and the unit gives a cause/fix
@@ -125,7 +139,7 @@ def unit_features(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: E
 
     `vecs`: the units' (and headings') vectors from an earlier call on the same hits, to score another
     part of the same question without embedding the units again."""
-    qterms = _terms(question)
+    qterms = question_terms(question)
     qseq = [stem(t) for t in _WORDS.findall(question.lower())]
     qbi = bigrams(qseq)
     cands: list[tuple[int, Unit]] = []
@@ -206,7 +220,7 @@ def _scored(cands: list[tuple[int, Unit]], x: np.ndarray, hits: Sequence[Hit], c
     return out
 
 
-_SPLIT = re.compile(r"(?<=\?)\s+(?=\S)|[,;]?\s+(?:and|also|plus)\s+(?=(?:what|how|why|which|who|when|where|is|are|"
+_SPLIT = re.compile(r"(?<=\?)\s+(?=[^\s(])|[,;]?\s+(?:and|also|plus)\s+(?=(?:what|how|why|which|who|when|where|is|are|"
                     r"does|do|did|can|should|will)\b)|\s+-\s+(?=(?:what|how|why|which|who|when|where)\b)", re.I)
 
 
@@ -279,7 +293,7 @@ def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "",
     best = scored[0]
     chosen = [best]
     words = len(best.unit.text.split())
-    qterms = _terms(question)
+    qterms = question_terms(question)
     covered = _covered(best, qterms)
     several = asks_several(question)
     ratio = cfg.multi_keep_ratio if asks_several_things(question) else cfg.keep_ratio
@@ -292,7 +306,9 @@ def select(scored: list[Scored], cfg: ExtractiveConfig, question: str = "",
             chosen.append(top)
             covered |= _covered(top, qterms)
             words += len(top.unit.text.split())
-    pool = [s for s in scored[1:] if s.score >= ratio * best.score and s.unit not in [c.unit for c in chosen]]
+    # a line that introduces a list ("... for the city:") would pull in the whole list: only as the answer
+    pool = [s for s in scored[1:] if s.score >= ratio * best.score and s.unit not in [c.unit for c in chosen]
+            and not s.unit.text.endswith(":")]
     while pool and len(chosen) < cfg.max_sentences and (qterms - covered or (multi and len(chosen) == 1)):
         gain = {id(s): len(_covered(s, qterms) - covered) for s in pool}
         # a two-part question may take a second sentence that words its part the way the question
@@ -360,7 +376,7 @@ def extend(chosen: list[Scored], hits: Sequence[Hit], question: str, cfg: Extrac
     if not cfg.extend_next:
         return chosen
     quantity = asks_quantity(question)
-    qterms = _terms(question)
+    qterms = question_terms(question)
     out: list[Scored] = []
     taken: list[tuple[int, int, int]] = []  # (hit, start, end) of the quotes so far
     for s in chosen:
@@ -447,7 +463,7 @@ def answer_features(question: str, hits: Sequence[Hit], scored: list[Scored]) ->
     spec = specific_terms(question)
     missing = [t for t in spec if t not in hay and not (_terms(t) and _terms(t) <= hay_terms)]
     best = hits[top.hit_index] if hits else None
-    qterms = _terms(question)
+    qterms = question_terms(question)
     cover = (len(qterms & _terms(f"{best.chunk.text} {best.doc.title} {' '.join(best.chunk.section)}"))
              / len(qterms)) if best is not None and qterms else 0.0
     window = " ".join(s.unit.text for s in scored[:3])
@@ -486,7 +502,7 @@ def asked_types(question: str) -> list[str]:
 
 
 def _lex_doc(question: str, hit: Hit | None) -> float:
-    qterms = _terms(question)
+    qterms = question_terms(question)
     if hit is None or not qterms:
         return 0.0
     return len(qterms & _terms(f"{hit.doc.title} {hit.doc.uri} {' '.join(hit.chunk.section)}")) / len(qterms)
@@ -514,9 +530,10 @@ def display(text: str) -> str:
 _BULLET = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
 
 
-def context_span(text: str, unit: Unit, limit: int = MAX_QUOTE) -> tuple[int, int]:
-    """The span a citation quotes for an answer unit: the unit and its neighbours in the same paragraph
-    (or list, with the line that introduces it), the next one first, within `limit` characters.
+def context_span(text: str, unit: Unit, limit: int = MAX_QUOTE, near: Sequence[Unit] = ()) -> tuple[int, int]:
+    """The span a citation quotes for an answer unit: the unit, then the `near` units (the passage's next
+    best sentences, best first) when the span still fits, then its neighbours in the same paragraph (or
+    list, with the line that introduces it), the next one first, within `limit` characters.
 
     The answer says what was asked in a sentence; the quote shows the reader the context it came from.
     """
@@ -524,6 +541,10 @@ def context_span(text: str, unit: Unit, limit: int = MAX_QUOTE) -> tuple[int, in
         return unit.start, unit.start + len(_quote(unit.text))
     units = [u for u in split_units(text) if u.kind != "code"]
     lo, hi = unit.start, unit.end
+    for n in near:
+        a, b = min(lo, n.start), max(hi, n.end)
+        if b - a <= limit and "```" not in text[a:b]:
+            lo, hi = a, b
     after = [u for u in units if u.start >= hi]
     before = [u for u in units if u.end <= lo][::-1]
     grow = True

@@ -22,7 +22,7 @@ from assistant.llm import LLM, USAGE_KEYS, Completion, LLMError
 from assistant.types import Answer, Citation
 from ingest.embedders import Embedder
 from ingest.errors import ConfigError
-from ingest.keywords import query_terms
+from ingest.keywords import STOPWORDS, query_terms
 from retriever.search import Retriever
 from retriever.types import Filters, Hit, Principal
 
@@ -53,7 +53,10 @@ def focus_question(question: str, history: Sequence[dict] | None) -> str:
     if not prev or not is_follow_up(question):
         return question
     own = set(query_terms(question))
-    topic = [t for t in query_terms(prev) if t not in own]
+    words = [w.lower() for w in re.findall(r"[^\W_]+", prev)]
+    # "and what about sick leave?" after "... annual leave ...": "annual" is replaced, not kept
+    replaced = {a for a, b in zip(words, words[1:]) if b in own and _replaced(a, own)}
+    topic = [t for t in query_terms(prev) if t not in own and t not in replaced]
     return f"{question} ({' '.join(topic)})" if topic else question
 
 
@@ -64,7 +67,18 @@ def resolve_follow_up(question: str, history: Sequence[dict] | None) -> str:
     more than eight words that does not start with a connective stands on its own.
     """
     prev = _previous_question(history)
-    return f"{prev} {question}" if prev and is_follow_up(question) else question
+    if not prev or not is_follow_up(question):
+        return question
+    own = set(query_terms(question))
+    words = list(re.finditer(r"[^\W_]+", prev))
+    drop = [m for m, n in zip(words, words[1:]) if n.group(0).lower() in own and _replaced(m.group(0).lower(), own)]
+    for m in reversed(drop):  # "annual leave" when the follow-up asks about "sick leave"
+        prev = prev[:m.start()] + prev[m.end():].lstrip(" ")
+    return f"{prev} {question}"
+
+
+def _replaced(word: str, own: set[str]) -> bool:
+    return word.isalpha() and word not in own and word not in STOPWORDS
 
 
 class _Run:
@@ -137,7 +151,7 @@ class Assistant:
         hits = list(self.retriever.search(query, principal, filters, self.top_k).hits)
         t1 = time.perf_counter()
         if self.llm is None or not hits:
-            answer = self._extractive(question, run.focus, hits, trace_id)
+            answer = self._extractive(question, run.focus, hits, trace_id, query)
             if streaming:
                 yield from _deltas(answer.text)
         else:
@@ -220,16 +234,22 @@ class Assistant:
                    why: str, send_text: bool) -> Generator[str, None, Answer]:
         run.fallback = reason
         run.notes.append(f"{why}; showing the extractive answer instead")
-        answer = self._extractive(question, run.focus, hits, trace_id)
+        answer = self._extractive(question, run.focus, hits, trace_id, query)
         if send_text:
             yield from _deltas(answer.text)
         return answer
 
-    def _extractive(self, question: str, query: str, hits: list[Hit], trace_id: str) -> Answer:
+    def _extractive(self, question: str, query: str, hits: list[Hit], trace_id: str, standalone: str = "") -> Answer:
+        """`query`: what sentences are scored against (a follow-up's own words first); `standalone`: the
+        follow-up joined to the question before it, whose evidence also counts for confidence."""
         scored, tops = score_question(query, hits, self.embedder, self.config)
         scored = [s for s in scored if not is_instruction(s.unit.text)]
         tops = [s for s in tops if not is_instruction(s.unit.text)]
         conf = confidence(scored, query, self.config, hits)
+        if standalone and standalone != query and hits and conf < self.config.threshold:
+            whole = [s for s in score_question(standalone, hits, self.embedder, self.config)[0]
+                     if not is_instruction(s.unit.text)]
+            conf = max(conf, confidence(whole, standalone, self.config, hits))
         models = {**self.models, "answerer": EXTRACTIVE}
         if not hits or conf < self.config.threshold:
             return Answer(question, NO_EVIDENCE, "no_evidence", (), tuple(hits[:5]), {}, models, trace_id, conf)
@@ -240,7 +260,8 @@ class Assistant:
         for s in chosen:
             hit = hits[s.hit_index]
             m = markers.setdefault(s.hit_index, len(markers) + 1)
-            lo, hi = context_span(hit.chunk.text, s.unit)
+            near = [o.unit for o in scored[:8] if o.hit_index == s.hit_index and o.unit != s.unit][:2]
+            lo, hi = context_span(hit.chunk.text, s.unit, near=near)
             same = next((sp for sp in spans if sp[0] == s.hit_index and sp[1] < hi and lo < sp[2]), None)
             if same is None:
                 spans.append([s.hit_index, lo, hi])
