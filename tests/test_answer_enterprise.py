@@ -51,11 +51,19 @@ def test_answers_cite_the_right_document_and_keep_the_facts(scored):
     _, res, _ = scored
     misses = [(c["id"], c["text"][:200]) for c in res["cases"] if c["answerable"] and not c["gold_cited"]]
     assert res["gold_cited"] >= 0.9, misses
-    assert res["must_contain"] >= 0.6, json.dumps([c for c in res["cases"] if c["answerable"] and not c["must_contain"]])[:3000]
-    assert all(len(c["text"].split()) <= 130 for c in res["cases"])
+    assert res["must_contain"] >= 0.53, json.dumps([c for c in res["cases"] if c["answerable"] and not c["must_contain"]])[:3000]
+    assert res["facts_lead"] >= 0.53 and res["cite_precision"] >= 0.93
+
+
+def test_answers_are_short_and_cite_what_answers(scored):
+    """Issue 15: a one-fact question gets a sentence or two, not a word budget filled."""
+    _, res, _ = scored
+    assert res["answer_words_p50"] <= 50, res["answer_words_p50"]
+    assert all(c["words"] is None or c["words"] <= 100 for c in res["cases"]), \
+        [(c["id"], c["words"]) for c in res["cases"] if c["words"] and c["words"] > 100]
 
 
 def test_abstention_on_the_dev_questions(scored):
     _, res, _ = scored
     ab = res["abstention"]
-    assert ab["answerable_abstained"] <= 0.12 and ab["recall"] >= 0.35 and ab["precision"] >= 0.7, ab
+    assert ab["answerable_abstained"] <= 0.08 and ab["recall"] >= 0.45 and ab["precision"] >= 0.8, ab

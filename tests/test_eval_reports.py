@@ -105,7 +105,7 @@ def test_qa_report_has_every_plot_inlined_and_the_metrics_table(qa_run):
     c1 = run["cases"][0]
     assert c1["doc_types"] == ["policy"] and c1["gold_ranks"][0] == 1 and c1["facts"] == ["40 hours"]
     assert set(run["by_doc_type"]) == {"policy", "spec", "incident"}
-    assert run["snapshot"]["answer"] == {"threshold": 0.58, "top_k": 8} and run["created_at"]
+    assert run["snapshot"]["answer"] == {"threshold": 0.47, "top_k": 8} and run["created_at"]
 
 
 def test_retrieval_report_next_to_a_json_run_file(tmp_path):
@@ -160,7 +160,7 @@ def _synthetic(rng, n: int, p_a: float, p_b: float) -> tuple[dict, dict]:
     a = [_qa_case(i, True, must_contain=bool(u[i] < p_a), total_ms=float(40 + rng.random() * 20)) for i in range(n)]
     b = [_qa_case(i, True, must_contain=bool(u[i] < p_b), total_ms=float(60 + rng.random() * 20)) for i in range(n)]
     base = {"kind": "qa", "dataset": "synthetic.jsonl", "models": {}}
-    return ({**base, "name": "A", "cases": a, "snapshot": {"answer": {"threshold": 0.58}}},
+    return ({**base, "name": "A", "cases": a, "snapshot": {"answer": {"threshold": 0.47}}},
             {**base, "name": "B", "cases": b, "snapshot": {"answer": {"threshold": 0.40}}})
 
 
@@ -178,7 +178,7 @@ def test_compare_gives_exact_deltas_and_intervals_that_cover_the_truth():
     flips = [f for f in res["flips"] if f["change"] == "must_contain"]
     expect = [c["id"] for c, d in zip(a["cases"], b["cases"]) if c["must_contain"] != d["must_contain"]]
     assert [f["id"] for f in flips] == expect and all(f["from"] == "fail" and f["to"] == "pass" for f in flips)
-    assert res["settings_changed"] == {"settings.answer.threshold": [0.58, 0.40]}
+    assert res["settings_changed"] == {"settings.answer.threshold": [0.47, 0.40]}
     assert res["improved"] == ["must_contain"] and "latency_p50_ms" in res["worsened"]
     assert compare(a, b, resamples=2000, seed=1) == res  # seeded: the same intervals every time
 
@@ -230,7 +230,7 @@ def test_compare_two_real_runs_names_the_flipped_questions(qa_run, kb, tmp_path,
     assert flips[("q1", "must_contain")] == ("pass", "fail", False)
     assert flips[("q2", "gold_cited")] == ("cited", "not cited", False)
     assert not any(f["id"] in ("q4", "q5") and not f["better"] for f in res["flips"])
-    assert res["settings_changed"]["settings.answer.threshold"] == [0.58, 1.5]
+    assert res["settings_changed"]["settings.answer.threshold"] == [0.47, 1.5]
     m = {x["metric"]: x for x in res["metrics"]}
     assert m["answerable_abstained"]["delta"] == 1.0 and m["must_contain"]["b"] == 0.0
     assert set(res["report"]) == {"json", "md", "html", "plots"}
