@@ -121,8 +121,9 @@ def test_follow_up_uses_the_conversation(api_env):
     assert text == reference["text"] and "40 hours" in text
     assert {c["uri"] for c in done.model_extra["citations"]} == {c["uri"] for c in reference["citations"]}
     assert all("pto-policy" in c["uri"] for c in done.model_extra["citations"])
-    # without the conversation the same words find other documents too
-    assert any("pto-policy" not in c["uri"] for c in alone.model_extra["citations"])
+    # without the conversation the same words are not about PTO: other documents, or not answered at all
+    cited = alone.model_extra["citations"]
+    assert alone.model_extra["lore"]["status"] == "no_evidence" or any("pto-policy" not in c["uri"] for c in cited)
 
 
 def test_unanswerable_question_abstains_in_the_text(api_env):
