@@ -184,15 +184,10 @@ def unit_features(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: E
     return cands, x, vecs
 
 
-def score_units(question: str, hits: Sequence[Hit], embedder: Embedder, cfg: ExtractiveConfig) -> list[Scored]:
-    """Every candidate unit with its score: the reader's probability that it answers, or with
-    `cfg.reader` empty the hand-weighted sum of similarity, overlap, rank prior and boosts."""
-    return score_question(question, hits, embedder, cfg)[0]
-
-
 def score_question(question: str, hits: Sequence[Hit], embedder: Embedder,
                    cfg: ExtractiveConfig) -> tuple[list[Scored], list[Scored]]:
-    """The scored units for the whole question, and for a multi-part question ("how fast must I report
+    """Every candidate unit with its score (the reader's probability that it answers, or `hand_scores`
+    with `cfg.reader` None), best first; and for a multi-part question ("how fast must I report
     a breach, and should I turn my laptop off?") the best unit for each part after the first, scored
     against that part alone (the units are embedded once)."""
     cands, x, vecs = unit_features(question, hits, embedder, cfg)
@@ -208,16 +203,18 @@ def score_question(question: str, hits: Sequence[Hit], embedder: Embedder,
 
 def _scored(cands: list[tuple[int, Unit]], x: np.ndarray, hits: Sequence[Hit], cfg: ExtractiveConfig) -> list[Scored]:
     col = {f: x[:, k] for k, f in enumerate(FEATURES)}
-    if cfg.reader:
-        scores = load_reader(cfg.reader).sentence.predict(x)
-    else:
-        scores = (cfg.semantic_weight * col["sem"] + cfg.lexical_weight * col["lex_ctx"]
-                  + cfg.prior_weight * col["prior"] + cfg.number_boost * col["qty_fig"]
-                  + cfg.intent_boost * col["intent"])
+    scores = load_reader(cfg.reader).sentence.predict(x) if cfg.reader else hand_scores(x, cfg)
     out = [Scored(i, u, float(sc), float(se), float(lx), hits[i].doc.id)
            for (i, u), sc, se, lx in zip(cands, scores, col["sem"], col["lex_ctx"])]
     out.sort(key=lambda x: -x.score)
     return out
+
+
+def hand_scores(x: np.ndarray, cfg: ExtractiveConfig) -> np.ndarray:
+    """The hand-weighted score the reader replaced (`reader=None`): similarity, overlap, rank prior, boosts."""
+    col = {f: x[:, k] for k, f in enumerate(FEATURES)}
+    return (cfg.semantic_weight * col["sem"] + cfg.lexical_weight * col["lex_ctx"] + cfg.prior_weight * col["prior"]
+            + cfg.number_boost * col["qty_fig"] + cfg.intent_boost * col["intent"])
 
 
 _SPLIT = re.compile(r"(?<=\?)\s+(?=[^\s(])|[,;]?\s+(?:and|also|plus)\s+(?=(?:what|how|why|which|who|when|where|is|are|"

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from assistant.extractive import ExtractiveConfig, hand_scores  # noqa: E402
 from assistant.reader import ANSWERABLE, FEATURES, WEIGHTS, Reader, ReaderModel  # noqa: E402
 from evals.qa_eval import _ingest, _norm, _settings_for, is_gold, load_dataset  # noqa: E402
 
@@ -106,14 +107,6 @@ def abstention_at(records: list[dict], reader: Reader, max_answerable: float = 0
             "answerable_abstained": round(float((a < t).mean()), 4), "unanswerable": int(len(u))}
 
 
-def hand_scores(x: np.ndarray) -> np.ndarray:
-    from assistant.extractive import ExtractiveConfig
-
-    c, col = ExtractiveConfig(), {f: x[:, k] for k, f in enumerate(FEATURES)}
-    return (c.semantic_weight * col["sem"] + c.lexical_weight * col["lex_ctx"] + c.prior_weight * col["prior"]
-            + c.number_boost * col["qty_fig"] + c.intent_boost * col["intent"])
-
-
 def p_at_1(records: list[dict], score) -> tuple[float, int]:
     """Share of the questions with an answering candidate whose best-scored candidate answers."""
     rs = [r for r in records if r["y"].any()]
@@ -133,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         model = fit([r for r in records if r["set"] != held])
         test = [r for r in records if r["set"] == held]
         learned, n = p_at_1(test, model.sentence.predict)
-        cv[held] = {"questions": n, "p@1_learned": learned, "p@1_hand": p_at_1(test, hand_scores)[0],
+        cv[held] = {"questions": n, "p@1_learned": learned, "p@1_hand": p_at_1(test, lambda x: hand_scores(x, ExtractiveConfig()))[0],
                     "abstention": abstention_at(test, model)}
     model = fit(records)
     meta = {"trained_on": sets, "held_out_never_read": list(HELD_OUT), "questions": len(records),
