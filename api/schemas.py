@@ -98,7 +98,8 @@ class SearchIn(Strict):
 
 
 class CitationOut(BaseModel):
-    marker: int
+    marker: int = Field(..., description="the [n] in the answer text this quote backs; a number the text does not "
+                        "use marks a further quote from the answer's first document, shown as context")
     chunk_id: str
     doc_id: str
     title: str

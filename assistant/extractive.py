@@ -78,6 +78,8 @@ class ExtractiveConfig:
     coverage_weight: float = 0.1  # selection: reward for question terms the answer does not cover yet
     figure_penalty: float = 0.1  # confidence lost when a how-many question's best evidence has no figure
     extend_next: bool = True  # quote the next sentence too when it holds the figure the question asks for
+    support_quotes: int = 2  # further passages of the answer's own document quoted as sources, no answer text
+    support_window: int = 12  # ... when their best sentence is among this many best-scored candidates
     reader: Path | None = WEIGHTS  # learned sentence scorer (assistant/reader.py); None: the hand weights above
 
 
@@ -529,6 +531,26 @@ def _lex_doc(question: str, hit: Hit | None) -> float:
 def _unit_interval(score: float) -> float:
     """Scores add weighted parts and boosts, so a very good match can pass 1; a confidence stays in [0, 1]."""
     return min(1.0, max(0.0, score))
+
+
+def supporting(scored: Sequence[Scored], hits: Sequence[Hit], lead: int, quoted: Sequence[Sequence[int]],
+               config: ExtractiveConfig) -> list[Scored]:
+    """Further quotes from the document the answer opens with: per passage, its best sentence outside
+    what is already quoted, if that is among the `support_window` best-scored candidates. They are shown
+    as sources (an exception, the table row or the step the answer sentence refers to), never added to
+    the answer text: a policy often says a thing in one section and its limits in the next. `quoted`:
+    the [hit index, start, end] spans quoted so far."""
+    if not scored or config.support_quotes <= 0:
+        return []
+    doc = hits[lead].doc.id
+    out: list[Scored] = []
+    for s in scored[:config.support_window]:  # best first
+        if len(out) >= config.support_quotes:
+            break
+        if (hits[s.hit_index].doc.id == doc and all(o.hit_index != s.hit_index for o in out)
+                and not any(i == s.hit_index and lo < s.unit.end and s.unit.start < hi for i, lo, hi in quoted)):
+            out.append(s)
+    return out
 
 
 def quote_of(unit: Unit) -> str:

@@ -42,8 +42,11 @@ def test_every_citation_resolves_and_every_quote_is_verbatim(scored):
         assert a["status"] in ("extractive", "no_evidence") and a["text"].strip()
         if a["status"] == "no_evidence":
             assert a["citations"] == [] and "does not cover" in a["text"] and a["hits"]
+        lead = a["citations"][0]["doc_id"] if a["citations"] else None
         for c in a["citations"]:
-            assert f"[{c['marker']}]" in a["text"] and len(c["quote"]) <= 400
+            # a marker the text does not use is a further quote from the answer's first document
+            assert f"[{c['marker']}]" in a["text"] or c["doc_id"] == lead
+            assert len(c["quote"]) <= 400
             assert store.document_text(c["doc_id"])[c["start"]:c["end"]] == c["quote"]
 
 
@@ -51,7 +54,8 @@ def test_answers_cite_the_right_document_and_keep_the_facts(scored):
     _, res, _ = scored
     misses = [(c["id"], c["text"][:200]) for c in res["cases"] if c["answerable"] and not c["gold_cited"]]
     assert res["gold_cited"] >= 0.9, misses
-    assert res["must_contain"] >= 0.53, json.dumps([c for c in res["cases"] if c["answerable"] and not c["must_contain"]])[:3000]
+    # facts in the answer or any quote: 0.575 -> 0.7375 measured when further quotes came in (issue 15)
+    assert res["must_contain"] >= 0.7, json.dumps([c for c in res["cases"] if c["answerable"] and not c["must_contain"]])[:3000]
     assert res["facts_lead"] >= 0.53 and res["cite_precision"] >= 0.93
 
 
