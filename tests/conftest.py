@@ -14,6 +14,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# The developer's own settings (LORE_* in their shell) never reach a test: every test starts from the
+# defaults plus what the suite itself sets.
+for _name in [k for k in os.environ if k.startswith("LORE_")]:
+    del os.environ[_name]
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "acme"
@@ -26,6 +30,15 @@ LORE = str(Path(sys.executable).parent / "lore")
 def sample_binaries() -> None:
     """The sample corpus's PDF/DOCX/PPTX are generated, not committed."""
     subprocess.run([sys.executable, str(REPO / "samples" / "build.py"), "--check"], check=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment():
+    """A test that changes os.environ changes it for itself only: the next test sees it as it was."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session", autouse=True)
