@@ -55,12 +55,13 @@ def retrieval(beir: Path = typer.Option(..., "--beir", help="BEIR dataset folder
               as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Ingest a BEIR corpus and score hybrid, dense and keyword search: nDCG@10, recall@10/100, MRR@10."""
     from api.cli import _fail, _settings, out as console
+    from api.wiring import EvalStack
     from evals.retrieval_eval import METRICS, MODES, run_beir
     from ingest.errors import LoreError
 
-    s = _settings(None)  # LORE_* retrieval and embedding settings apply; the data dir is the eval cache
+    stack = EvalStack(_settings(None))  # LORE_* retrieval and embedding settings apply; the data dir is the eval cache
     try:
-        res = run_beir(beir, split, data_dir, settings=s, progress=True, modes=tuple(modes or MODES), top_k=top_k)
+        res = run_beir(beir, stack, split, data_dir, progress=True, modes=tuple(modes or MODES), top_k=top_k)
     except LoreError as exc:
         _fail(exc)
     paths = _write_report(res, out, name or f"{res['dataset']}-{split}")
@@ -117,11 +118,12 @@ def qa(dataset: Path = typer.Option(..., "--dataset", help=_DATASET_HELP),
        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Answer a question set and score it: gold-doc hit@5, must_contain, citation validity, abstention, latency."""
     from api.cli import _fail, _settings
+    from api.wiring import EvalStack
     from evals.qa_eval import run_qa
     from ingest.errors import LoreError
 
     try:
-        res = run_qa(dataset, corpus, data_dir, settings=_settings(None), progress=True)
+        res = run_qa(dataset, EvalStack(_settings(None)), corpus, data_dir, progress=True)
     except LoreError as exc:
         _fail(exc)
     paths = _write_report(res, out_path, name or dataset.stem)
@@ -144,11 +146,12 @@ def calibrate(dataset: list[Path] = typer.Option(..., "--dataset", help=_DATASET
               as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Choose the abstention threshold of the offline answerer from dev sets' confidences."""
     from api.cli import _fail, _settings, out
+    from api.wiring import EvalStack
     from evals.qa_eval import calibrate as run_calibration
     from ingest.errors import LoreError
 
     try:
-        res = run_calibration(dataset, corpus, data_dir, settings=_settings(None), progress=True,
+        res = run_calibration(dataset, EvalStack(_settings(None)), corpus, data_dir, progress=True,
                               max_answerable_abstain=max_abstain)
     except LoreError as exc:
         _fail(exc)
@@ -231,11 +234,12 @@ def gate(gate_file: Optional[Path] = typer.Option(None, "--gate", help="threshol
          as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """The CI quality gate: the sample corpus' dev questions against evals/gate.json; exit 1 below a threshold."""
     from api.cli import _fail, _settings, out as console
+    from api.wiring import EvalStack
     from evals.gate import GATE_FILE, run_gate
     from ingest.errors import LoreError
 
     try:
-        res = run_gate(_settings(None), data_dir, gate_file or GATE_FILE, progress=True)
+        res = run_gate(EvalStack(_settings(None)), data_dir, gate_file or GATE_FILE, progress=True)
     except LoreError as exc:
         _fail(exc)
     run = res.pop("run")
@@ -250,6 +254,23 @@ def gate(gate_file: Optional[Path] = typer.Option(None, "--gate", help="threshol
         console.print(("[green]" if res["passed"] else "[red]") + res["message"] + "[/]", highlight=False)
     if not res["passed"]:
         raise typer.Exit(1)
+
+
+@eval_app.command("train-reader")
+def train_reader(out: Path = typer.Option(None, "--out", help="weights file to write (default: the packaged "
+                                           "assistant/reader-v1.json)"),
+                 as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
+    """Retrain the offline answerer's reader on the dev sets (data card: docs/reader.md); ~1 min warm."""
+    from api.cli import _fail, _settings
+    from api.wiring import EvalStack
+    from evals.train_reader import WEIGHTS, train
+    from ingest.errors import LoreError
+
+    try:
+        res = train(EvalStack(_settings(None)), out or WEIGHTS, progress=not as_json)
+    except LoreError as exc:
+        _fail(exc)
+    print(json.dumps(res) if as_json else json.dumps(res, indent=2))
 
 
 @eval_app.command("export-feedback")
@@ -269,7 +290,7 @@ def export_feedback(since: str = typer.Option(..., "--since", help="first day (Y
     s = _settings(data_dir)
     try:
         start, end = parse_when(since, "--since"), parse_when(until, "--until", end=True) if until else None
-        audit = open_audit(s)
+        audit = open_audit(s.data_dir, s.audit.redact)
         try:
             res = export(audit, out, start, end)
         finally:

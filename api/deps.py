@@ -57,7 +57,7 @@ class Services:
 
     @property
     def audit(self):
-        from api.audit import AuditLog
+        from evals.audit import AuditLog
 
         a = self.settings.audit
         return self._once("_audit", lambda: AuditLog(Path(self.settings.data_dir) / "audit.db", redact=a.redact,

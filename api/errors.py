@@ -13,14 +13,10 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Forbidden, Unauthorized
-from ingest.errors import (ConfigError, DocumentNotFound, FileTooLarge, IngestError, LoreError, StoreError,
-                           StoreLocked, UnsupportedFormat)
+from ingest.errors import (ConfigError, DocumentNotFound, FileTooLarge, IngestError, LoreError, NotFound,
+                           StoreError, StoreLocked, UnsupportedFormat)
 
 log = logging.getLogger(__name__)
-
-
-class NotFound(LoreError):
-    """Nothing the caller may read has this id (unreadable and absent look the same)."""
 
 
 class TooLarge(LoreError):

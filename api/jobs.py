@@ -30,10 +30,9 @@ from typing import Callable, Iterator, Sequence
 from filelock import FileLock, Timeout
 
 from api import wiring
-from api.errors import NotFound
 from api.joblog import JobLog
 from ingest.discover import discover, exclude_spec
-from ingest.errors import ConfigError, FileTooLarge, IngestError, LoreError, StoreLocked, UnsupportedFormat
+from ingest.errors import ConfigError, FileTooLarge, IngestError, LoreError, NotFound, StoreLocked, UnsupportedFormat
 from ingest.formats import SUPPORTED, ZIP_EXPANSION, check_archive, format_of
 from ingest.pipeline import doc_id_for
 from ingest.types import SourceDoc, validate_acl

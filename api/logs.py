@@ -1,7 +1,7 @@
 """Process logging for the CLI and the service: one format, secrets masked, no third-party payload dumps.
 
 Lore logs what happened (ids, counts, timings), not what was asked; a message that does carry user text
-(a query at DEBUG, a file name) still passes through `api.redact` before it reaches any handler, so a key
+(a query at DEBUG, a file name) still passes through `evals.redact` before it reaches any handler, so a key
 or password typed into a question never lands in a log file at any level.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from api.redact import redact
+from evals.redact import redact
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 # clients that log whole request bodies (prompts with passages, uploaded text) at DEBUG: never below WARNING

@@ -1,16 +1,22 @@
-"""Builds Lore's components from settings: the only place that picks backends."""
+"""Builds Lore's components from settings: the only place that picks backends.
+
+Each builder imports its component's module when called: a CLI command loads only what it uses (the
+ingest pipeline and its parsers are not a search's business; issue 16).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from api.settings import Settings
-from ingest.chroma_store import ChromaChunkStore
 from ingest.embedders import Embedder, HashEmbedder, SentenceTransformerEmbedder
-from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
+
+if TYPE_CHECKING:
+    from ingest.chroma_store import ChromaChunkStore
+    from ingest.pipeline import Ingestor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # Lore never downloads a model at run time
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -36,6 +42,8 @@ def build_store(s: Settings) -> SqliteStore:
 
 
 def build_vectors(s: Settings, embedder: Embedder) -> ChromaChunkStore:
+    from ingest.chroma_store import ChromaChunkStore
+
     if s.chroma_url:
         return ChromaChunkStore(embedder.model_id, url=s.chroma_url)
     return ChromaChunkStore(embedder.model_id, path=Path(s.data_dir) / "chroma")
@@ -43,6 +51,8 @@ def build_vectors(s: Settings, embedder: Embedder) -> ChromaChunkStore:
 
 def build_ingestor(s: Settings, on_event: Callable[[str, dict], None] | None = None, *,
                    embedder: Embedder | None = None, store: SqliteStore | None = None) -> Ingestor:
+    from ingest.pipeline import Ingestor
+
     embedder = embedder or build_embedder(s)
     store = store or build_store(s)
     return Ingestor(store, build_vectors(s, embedder), embedder,
@@ -109,3 +119,56 @@ def build_assistant(s: Settings, retriever=None):
     return Assistant(retriever, retriever.embedder, llm=build_llm(s), top_k=s.answer.top_k,
                      config=ExtractiveConfig(threshold=s.answer.threshold),
                      prompt_version=s.llm.prompt_version, llm_passages=s.llm.passages, condense=s.llm.condense)
+
+
+def _clean_url(url: str | None) -> str | None:
+    """A URL without user:password, which may carry a credential."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return url
+    u = urlsplit(url)
+    return urlunsplit(u._replace(netloc=u.hostname + (f":{u.port}" if u.port else ""))) if u.hostname else url
+
+
+def settings_snapshot(s) -> dict:
+    """What decides quality in a run: embedding, retrieval, answer and model settings; never a secret."""
+    llm = s.llm
+    return {"embedding": {"model": s.embedding.model, "backend": s.embedding.backend},
+            "retrieval": s.retrieval.model_dump(mode="json"), "answer": s.answer.model_dump(mode="json"),
+            "llm": {"enabled": llm.enabled, "model": llm.model, "base_url": _clean_url(llm.base_url),
+                    "azure": bool(llm.api_version), "prompt_version": llm.prompt_version,
+                    "passages": llm.passages, "temperature": llm.temperature, "max_tokens": llm.max_tokens,
+                    "condense": llm.condense},
+            "chroma": "server" if s.chroma_url else "embedded", "default_acl": list(s.default_acl),
+            "ingest_exclude": list(s.ingest.exclude)}
+
+
+class EvalStack:
+    """`evals.stack.Stack` from settings: what `lore eval ...` hands an evaluation (evals never import api)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir)
+
+    @property
+    def exclude(self) -> list[str]:
+        return list(self.settings.ingest.exclude)
+
+    def at(self, data_dir: Path) -> EvalStack:
+        return EvalStack(self.settings.model_copy(update={"data_dir": Path(data_dir)}))
+
+    def ingestor(self, on_event: Callable[[str, dict], None] | None = None) -> Ingestor:
+        return build_ingestor(self.settings, on_event=on_event)
+
+    def retriever(self):
+        return build_retriever(self.settings)
+
+    def assistant(self):
+        return build_assistant(self.settings)
+
+    def snapshot(self) -> dict:
+        return settings_snapshot(self.settings)

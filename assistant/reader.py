@@ -54,11 +54,11 @@ class ReaderModel:
             model = cls(str(data["name"]), names, *arrays, float(data["intercept"]), dict(data.get("meta") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: not a reader weights file ({exc}); retrain with "
-                              "`.venv/bin/python evals/train_reader.py`") from exc
+                              "`lore eval train-reader`") from exc
         if names != expected or any(a.shape != (len(expected),) for a in arrays) or not all(
                 np.isfinite(a).all() for a in arrays):
             raise ConfigError(f"{source}: its features do not match this version of Lore ({len(names)} features); "
-                              "retrain with `.venv/bin/python evals/train_reader.py`")
+                              "retrain with `lore eval train-reader`")
         return model
 
 
@@ -87,7 +87,7 @@ def load(path: Path = WEIGHTS) -> Reader:
             parts = (data["sentence"], data["answerable"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: cannot read the reader weights ({exc}); reinstall Lore or retrain with "
-                              "`.venv/bin/python evals/train_reader.py`") from exc
+                              "`lore eval train-reader`") from exc
         _cache[path] = Reader(ReaderModel.from_json(parts[0], FEATURES, str(path)),
                               ReaderModel.from_json(parts[1], ANSWERABLE, str(path)), dict(data.get("meta") or {}))
     return _cache[path]

@@ -42,7 +42,7 @@ def _key(question: str) -> str:
 
 
 def case(record) -> dict:
-    """One audit record (api.audit.AuditRecord) as an unreviewed eval case."""
+    """One audit record (evals.audit.AuditRecord) as an unreviewed eval case."""
     fb = record.feedback
     cited = [{"doc_id": c.get("doc_id"), "title": c.get("title"), "uri": c.get("uri"), "quote": c.get("quote")}
              for c in record.citations]
@@ -107,11 +107,11 @@ def export(audit, out: str | Path, since: datetime, until: datetime | None = Non
             "since": since.isoformat(), "until": until.isoformat() if until else None}
 
 
-def open_audit(settings):
+def open_audit(data_dir: str | Path, redact: bool = True):
     """The service's audit log (DATA_DIR/audit.db), opened with the retention policy it already holds."""
-    from api.audit import AuditLog
+    from evals.audit import AuditLog
 
-    path = Path(settings.data_dir) / "audit.db"
+    path = Path(data_dir) / "audit.db"
     if not path.is_file():
         raise ConfigError(f"{path}: no audit log here; pass --data-dir the data dir of the service "
                           "(LORE_DATA_DIR of `lore serve`)")
@@ -123,4 +123,4 @@ def open_audit(settings):
             con.close()
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read the audit log {path}: {exc}") from exc
-    return AuditLog(path, redact=settings.audit.redact, retention_days=row[0] if row else None)
+    return AuditLog(path, redact=redact, retention_days=row[0] if row else None)

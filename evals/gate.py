@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evals.stack import Stack
 from ingest.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,13 +61,13 @@ def check(res: dict, thresholds: dict) -> list[dict]:
     return out
 
 
-def run_gate(settings=None, data_dir: str | Path | None = None, gate_path: str | Path = GATE_FILE,
+def run_gate(stack: Stack, data_dir: str | Path | None = None, gate_path: str | Path = GATE_FILE,
              progress: bool = False) -> dict:
-    """Run the gate's eval with the given settings; `passed` is False when any metric is past its threshold."""
+    """Run the gate's eval with the stack's settings; `passed` is False when any metric is past its threshold."""
     from evals.qa_eval import run_qa
 
     gate = load_gate(gate_path)
-    res = run_qa(REPO / gate["dataset"], REPO / gate["corpus"], data_dir, settings=settings, progress=progress)
+    res = run_qa(REPO / gate["dataset"], stack, REPO / gate["corpus"], data_dir, progress=progress)
     checks = check(res, gate["thresholds"])
     failed = [c for c in checks if not c["passed"]]
     message = ("quality gate passed: " + ", ".join(f"{c['metric']} {c['value']:.3f}" for c in checks) if not failed

@@ -1,7 +1,7 @@
 """Answer quality of the assistant on a question set, through Lore's real ingest, search and answerer (issue 4).
 
-Usage: python evals/qa_eval.py --dataset FILE.jsonl [--corpus DIR] [--data-dir DIR] [--out FILE] [--json]
-       python evals/qa_eval.py --dataset FILE.jsonl --calibrate [--corpus DIR] [--json]
+Run it with `lore eval qa --dataset FILE.jsonl [--corpus DIR] [--data-dir DIR] [--out DIR] [--json]`, and
+calibrate with `lore eval calibrate --dataset FILE.jsonl [--corpus DIR] [--json]`.
 
 A dataset line is `{"id", "question", "answerable", "gold_docs": [...], "must_contain": [...]}`, optionally
 with `"user"` and `"groups"` (who asks; default: an anonymous reader). `gold_docs` are document paths
@@ -31,7 +31,7 @@ Every question's outcome is kept in `cases`; `lore eval qa` saves them in a run 
 Lines exported by `lore eval export-feedback` load once reviewed: a line whose `answerable` is still null
 is refused with its line number and what to fill in.
 
-`--calibrate` answers every question once with the abstention threshold off, then sweeps the threshold
+Calibration answers every question once with the abstention threshold off, then sweeps the threshold
 over the confidences seen and recommends the one that abstains on the most unanswerable questions while
 abstaining on at most 5% of answerable ones (ties: the lower threshold). The issue allows 10% on unseen
 questions; 5% leaves a margin because scores on the dev set the answerer was tuned on are optimistic
@@ -40,21 +40,15 @@ questions; 5% leaves a margin because scores on the dev set the answerer was tun
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from evals.retrieval_eval import _progress, ingest_corpus, json_lines, run_meta  # noqa: E402
-from ingest.errors import ConfigError  # noqa: E402
+from evals.retrieval_eval import _progress, ingest_corpus, json_lines, run_meta
+from evals.stack import Stack
+from ingest.errors import ConfigError
 
 FIELDS = {"id": str, "question": str, "answerable": bool, "gold_docs": list, "must_contain": list}
 MAX_ANSWERABLE_ABSTAIN = 0.05  # the issue allows 10% on unseen questions; dev-tuned scores are optimistic
@@ -136,18 +130,16 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- run -----------------------------------------------------------------------------------------
-def _settings_for(corpus: str | Path | None, data_dir: str | Path | None, settings):
-    from api.settings import Settings
-
-    s = settings or Settings()
+def stack_for(corpus: str | Path | None, data_dir: str | Path | None, stack: Stack) -> Stack:
+    """The stack over the data dir an eval asks: `data_dir`, else the corpus's eval cache
+    (./.lore-eval/qa-<folder name>), else the configured knowledge base."""
     if corpus is None:
-        return s if data_dir is None else s.model_copy(update={"data_dir": Path(data_dir)})
+        return stack if data_dir is None else stack.at(Path(data_dir))
     corpus = Path(corpus)
     if not corpus.is_dir():
         raise ConfigError(f"{corpus}: corpus folder not found; pass --corpus the folder the dataset's gold_docs "
                           "are relative to")
-    root = Path(data_dir) if data_dir is not None else Path.cwd() / ".lore-eval" / f"qa-{corpus.resolve().name}"
-    return s.model_copy(update={"data_dir": root})
+    return stack.at(Path(data_dir) if data_dir is not None else Path.cwd() / ".lore-eval" / f"qa-{corpus.resolve().name}")
 
 
 def answer_all(rows: list[dict], assistant, progress: bool = True, label: str = "questions") -> list[dict]:
@@ -263,29 +255,28 @@ def score(results: list[dict], store) -> dict:
     }
 
 
-def run_qa(dataset: str | Path, corpus: str | Path | None = None, data_dir: str | Path | None = None,
-           settings=None, progress: bool = True) -> dict:
-    """Answer every question of the dataset with the configured assistant and score the answers."""
-    from api.wiring import build_assistant
-
+def run_qa(dataset: str | Path, stack: Stack, corpus: str | Path | None = None, data_dir: str | Path | None = None,
+           progress: bool = True) -> dict:
+    """Answer every question of the dataset with the stack's assistant and score the answers."""
     rows = load_dataset(dataset)
-    s = _settings_for(corpus, data_dir, settings)
-    ingest = _ingest(s, corpus, progress)
-    assistant = build_assistant(s)
+    stack = stack_for(corpus, data_dir, stack)
+    ingest = ingest_for(stack, corpus, progress)
+    assistant = stack.assistant()
     t0 = time.perf_counter()
     results = answer_all(rows, assistant, progress)
     out = score(results, assistant.retriever.store)
-    out.update({"dataset": str(dataset), "corpus": str(corpus) if corpus else None, "data_dir": str(s.data_dir),
+    out.update({"dataset": str(dataset), "corpus": str(corpus) if corpus else None, "data_dir": str(stack.data_dir),
                 "ingest": ingest, "run_s": round(time.perf_counter() - t0, 1), "models": assistant.models,
                 "threshold": assistant.config.threshold, "top_k": assistant.top_k})
-    out.update(run_meta("qa", s))
+    out.update(run_meta("qa", stack))
     return out
 
 
-def _ingest(s, corpus, progress: bool) -> dict | None:
+def ingest_for(stack: Stack, corpus: str | Path | None, progress: bool) -> dict | None:
+    """Ingest the corpus (incrementally) into the stack's data dir; every file must ingest."""
     if corpus is None:
         return None
-    rep = ingest_corpus(s, Path(corpus), progress)
+    rep = ingest_corpus(stack, Path(corpus), progress)
     if rep["failed"]:
         first = rep["failed"][0]
         raise ConfigError(f"{len(rep['failed'])} corpus files failed to ingest (e.g. {first['path']}: {first['error']}); "
@@ -312,15 +303,13 @@ def sweep(results: list[dict], max_answerable_abstain: float = MAX_ANSWERABLE_AB
                            "unanswerable": sorted(round(c, 4) for c in conf_u)}}
 
 
-def calibrate(datasets, corpora=None, data_dir: str | Path | None = None, settings=None, progress: bool = True,
+def calibrate(datasets, stack: Stack, corpora=None, data_dir: str | Path | None = None, progress: bool = True,
               max_answerable_abstain: float = MAX_ANSWERABLE_ABSTAIN) -> dict:
     """Sweep the abstention threshold over one or more dev sets, each with its corpus (paired in order).
 
     Several sets calibrate one threshold for knowledge bases of different kinds (the bundled sample and
     the shared enterprise corpus); `data_dir` applies only to a single set.
     """
-    from api.wiring import build_assistant
-
     datasets = [datasets] if isinstance(datasets, (str, Path)) else list(datasets)
     corpora = [corpora] if isinstance(corpora, (str, Path)) else list(corpora or [])
     if corpora and len(corpora) != len(datasets):
@@ -332,9 +321,9 @@ def calibrate(datasets, corpora=None, data_dir: str | Path | None = None, settin
     for i, ds in enumerate(datasets):
         rows = load_dataset(ds)
         corpus = corpora[i] if corpora else None
-        s = _settings_for(corpus, data_dir, settings)
-        _ingest(s, corpus, progress)
-        assistant = build_assistant(s)
+        at = stack_for(corpus, data_dir, stack)
+        ingest_for(at, corpus, progress)
+        assistant = at.assistant()
         current = assistant.config.threshold
         assistant.config = replace(assistant.config, threshold=float("-inf"))  # never abstain: see every confidence
         results += answer_all(rows, assistant, progress, label=f"calibrating {Path(ds).name}")
@@ -342,32 +331,3 @@ def calibrate(datasets, corpora=None, data_dir: str | Path | None = None, settin
     out.update({"datasets": [str(d) for d in datasets], "questions": len(results), "current": current,
                 "max_answerable_abstain": max_answerable_abstain})
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", type=Path, required=True, action="append")
-    ap.add_argument("--corpus", type=Path, action="append")
-    ap.add_argument("--data-dir", type=Path)
-    ap.add_argument("--calibrate", action="store_true")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    try:
-        if args.calibrate:
-            res = calibrate(args.dataset, args.corpus, args.data_dir)
-        elif len(args.dataset) > 1 or len(args.corpus or []) > 1:
-            raise ConfigError("give one --dataset (and at most one --corpus) without --calibrate")
-        else:
-            res = run_qa(args.dataset[0], (args.corpus or [None])[0], args.data_dir)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not args.json:
-        res.pop("cases", None)
-        res.pop("table", None)
-    print(json.dumps(res) if args.json else json.dumps(res, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,12 +1,12 @@
 """Retrieval quality on a BEIR dataset through Lore's real ingest and real search (issue 3).
 
-Usage: python evals/retrieval_eval.py --beir DIR [--split test|train] [--data-dir DIR] [--json]
+Run it with `lore eval retrieval --beir DIR [--split test|train] [--data-dir DIR] [--json]`.
 
 Each corpus document becomes a Markdown file `# title\\n\\ntext` named after its BEIR id (or a hash of
 it when the id is not a safe file name; `ids.json` maps file names back to BEIR ids). The folder is
-ingested with `api.wiring.build_ingestor` into the data dir (default `.lore-eval/<dataset>` under the
-current directory), incrementally, so a second run skips unchanged documents. Every query that has
-judgments in the split is then run through `build_retriever(settings).search(..., top_k=100)` in the
+ingested with the stack's ingestor (evals/stack.py) into the data dir (default `.lore-eval/<dataset>`
+under the current directory), incrementally, so a second run skips unchanged documents. Every query that
+has judgments in the split is then run through the stack's `retriever().search(..., top_k=100)` in the
 modes hybrid, dense and keyword; chunk hits become document hits (a document ranks where its best
 chunk ranks) and ranx scores nDCG@10, recall@10, recall@100 and MRR@10. `per_query` keeps each query's
 metrics, latency and the ranks of its relevant documents (recall@k curves, `lore eval compare`).
@@ -14,20 +14,17 @@ metrics, latency and the ranks of its relevant documents (recall@k curves, `lore
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from evals.stack import Stack
+from ingest.errors import ConfigError
 
-from ingest.errors import ConfigError  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODES = ("hybrid", "dense", "keyword")
 SPLITS = ("test", "train", "dev")
@@ -144,9 +141,7 @@ def _progress(enabled: bool):
                     TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled)
 
 
-def ingest_corpus(settings, folder: Path, progress: bool = True) -> dict:
-    from api.wiring import build_ingestor
-
+def ingest_corpus(stack: Stack, folder: Path, progress: bool = True) -> dict:
     with _progress(progress) as bar:
         task = bar.add_task("ingesting", total=None)
 
@@ -156,7 +151,7 @@ def ingest_corpus(settings, folder: Path, progress: bool = True) -> dict:
             elif kind in ("stored", "failed"):
                 bar.advance(task)
 
-        report = build_ingestor(settings, on_event=on_event).ingest([folder], exclude=settings.ingest.exclude)
+        report = stack.ingestor(on_event=on_event).ingest([folder], exclude=list(stack.exclude))
     return report.to_dict()
 
 
@@ -200,30 +195,7 @@ def relevant_ranks(ranking: dict[str, float], relevant: dict[str, int]) -> list[
     return [i for i, d in enumerate(order, 1) if d in relevant]
 
 
-def _clean_url(url: str | None) -> str | None:
-    """A URL without user:password, which may carry a credential."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if not url:
-        return url
-    u = urlsplit(url)
-    return urlunsplit(u._replace(netloc=u.hostname + (f":{u.port}" if u.port else ""))) if u.hostname else url
-
-
-def settings_snapshot(s) -> dict:
-    """What decides quality in a run: embedding, retrieval, answer and model settings; never a secret."""
-    llm = s.llm
-    return {"embedding": {"model": s.embedding.model, "backend": s.embedding.backend},
-            "retrieval": s.retrieval.model_dump(mode="json"), "answer": s.answer.model_dump(mode="json"),
-            "llm": {"enabled": llm.enabled, "model": llm.model, "base_url": _clean_url(llm.base_url),
-                    "azure": bool(llm.api_version), "prompt_version": llm.prompt_version,
-                    "passages": llm.passages, "temperature": llm.temperature, "max_tokens": llm.max_tokens,
-                    "condense": llm.condense},
-            "chroma": "server" if s.chroma_url else "embedded", "default_acl": list(s.default_acl),
-            "ingest_exclude": list(s.ingest.exclude)}
-
-
-def run_meta(kind: str, s) -> dict:
+def run_meta(kind: str, stack: Stack) -> dict:
     """Identifies a run for `lore eval compare`: kind, time, code version and settings."""
     import subprocess
     from datetime import datetime, timezone
@@ -238,14 +210,12 @@ def run_meta(kind: str, s) -> dict:
     except (OSError, subprocess.SubprocessError):
         pass  # a run outside a checkout simply has no commit
     return {"kind": kind, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git": git,
-            "snapshot": settings_snapshot(s)}
+            "snapshot": stack.snapshot()}
 
 
-def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | None = None, settings=None,
+def run_beir(beir_dir: str | Path, stack: Stack, split: str = "test", data_dir: str | Path | None = None,
              progress: bool = True, modes: tuple[str, ...] = MODES, top_k: int = TOP_K) -> dict:
     """Ingest a BEIR corpus with Lore and score its judged queries in each search mode."""
-    from api.settings import Settings
-    from api.wiring import build_retriever
     from retriever.types import Principal
 
     if top_k < 1:
@@ -256,18 +226,18 @@ def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | N
     beir_dir = Path(beir_dir)
     corpus, queries, qrels = load_beir(beir_dir, split)
     root = Path(data_dir) if data_dir is not None else Path.cwd() / ".lore-eval" / beir_dir.resolve().name
-    s = (settings or Settings()).model_copy(update={"data_dir": root})
+    stack = stack.at(root)
     docs_dir = root / "docs"
     t0 = time.perf_counter()
     names = write_corpus(corpus, docs_dir)
     (root / "ids.json").write_text(json.dumps(names, sort_keys=True), encoding="utf-8")
-    ingest = ingest_corpus(s, docs_dir, progress)
+    ingest = ingest_corpus(stack, docs_dir, progress)
     ingest_s = time.perf_counter() - t0
     if ingest["failed"]:
         first = ingest["failed"][0]
         raise ConfigError(f"{len(ingest['failed'])} corpus documents failed to ingest (e.g. {first['path']}: "
                           f"{first['error']}); fix them or remove {docs_dir} and run again")
-    retriever = build_retriever(s)
+    retriever = stack.retriever()
     who = Principal()
     out: dict = {}
     timings: dict[str, float] = {}
@@ -291,44 +261,16 @@ def run_beir(beir_dir: str | Path, split: str = "test", data_dir: str | Path | N
             out[mode] = evaluate(qrels, run, per_query)
             for qid, m in per_query.items():
                 rows[qid]["modes"][mode].update(m)
-    r = s.retrieval
+    snap = stack.snapshot()
+    r = snap["retrieval"]
     out.update({
         "queries": len(queries), "docs": len(corpus), "dataset": beir_dir.resolve().name, "split": split,
         "data_dir": str(root), "ingest": {k: v for k, v in ingest.items() if k != "failed"},
         "ingest_s": round(ingest_s, 1), "query_ms": timings,
-        "settings": {"embedding": f"{s.embedding.model} ({s.embedding.backend})", "fusion": r.fusion,
-                     "dense_weight": r.dense_weight, "rrf_k": r.rrf_k, "depth": r.depth,
-                     "title_weight": r.title_weight, "section_weight": r.section_weight,
-                     "reranker": r.reranker, "top_k": top_k},
+        "settings": {"embedding": f"{snap['embedding']['model']} ({snap['embedding']['backend']})",
+                     **{k: r[k] for k in ("fusion", "dense_weight", "rrf_k", "depth", "title_weight",
+                                          "section_weight", "reranker")}, "top_k": top_k},
         "modes": list(modes), "metrics": list(METRICS), "per_query": list(rows.values()),
     })
-    out.update(run_meta("retrieval", s))
+    out.update(run_meta("retrieval", stack))
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--beir", type=Path, required=True, help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)")
-    ap.add_argument("--split", default="test", choices=list(SPLITS), help="qrels split to score (tune on train)")
-    ap.add_argument("--data-dir", type=Path, default=None, help="ingest cache (default: ./.lore-eval/<dataset>)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    args = ap.parse_args(argv)
-    try:
-        res = run_beir(args.beir, args.split, args.data_dir, progress=True)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    res.pop("per_query")
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print(f"{res['dataset']} {res['split']}: {res['queries']} queries, {res['docs']} docs")
-        print(f"{'mode':<8} " + " ".join(f"{m:>10}" for m in METRICS))
-        for mode in MODES:
-            if mode in res:
-                print(f"{mode:<8} " + " ".join(f"{res[mode][m]:>10.4f}" for m in METRICS))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Train the offline answerer's sentence scorer (assistant/reader.py) on the dev question sets.
 
-Usage: .venv/bin/python evals/train_reader.py [--out assistant/reader-v1.json] [--json]
+Usage: lore eval train-reader [--out assistant/reader-v1.json] [--json]
 
 Every dev question is searched as Lore searches it (real ingest, real embedder, hybrid retrieval);
 each candidate sentence of its top passages gets the reader's features and a label: 1 when it comes
@@ -15,21 +15,18 @@ held-out set (enterprise_test3) is never read here. Data card: docs/reader.md.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from assistant.extractive import ExtractiveConfig, hand_scores
+from assistant.reader import ANSWERABLE, FEATURES, WEIGHTS, Reader, ReaderModel
+from evals.qa_eval import _norm, ingest_for, is_gold, load_dataset, stack_for
+from evals.stack import Stack
 
-from assistant.extractive import ExtractiveConfig, hand_scores  # noqa: E402
-from assistant.reader import ANSWERABLE, FEATURES, WEIGHTS, Reader, ReaderModel  # noqa: E402
-from evals.qa_eval import _ingest, _norm, _settings_for, is_gold, load_dataset  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SHARED = REPO.parent / "shared" / "corpora" / "enterprise"
 TRAIN_SETS = (("acme_dev", REPO / "samples" / "acme"), ("enterprise_dev", SHARED), ("enterprise_test", SHARED),
@@ -38,11 +35,10 @@ HELD_OUT = ("enterprise_test3",)
 C = 0.5  # inverse regularization strength
 
 
-def collect(progress: bool = True) -> list[dict]:
+def collect(stack: Stack, progress: bool = True) -> list[dict]:
     """One record per question: its set, candidate features and labels."""
     from dataclasses import replace
 
-    from api.wiring import build_assistant
     from assistant.extractive import unit_features
     from retriever.types import Principal
 
@@ -52,9 +48,9 @@ def collect(progress: bool = True) -> list[dict]:
         if not path.is_file():
             continue
         rows = load_dataset(path)
-        s = _settings_for(corpus, None, None)
-        _ingest(s, corpus, progress)
-        assistant = build_assistant(s)
+        at = stack_for(corpus, None, stack)
+        ingest_for(at, corpus, progress)
+        assistant = at.assistant()
         cfg = replace(assistant.config, reader=None)
         for row in rows:
             who = Principal(row.get("user"), tuple(row.get("groups") or ()))
@@ -113,13 +109,10 @@ def p_at_1(records: list[dict], score) -> tuple[float, int]:
     return (round(sum(float(r["y"][int(np.argmax(score(r["x"])))]) for r in rs) / len(rs), 4) if rs else 0.0), len(rs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=WEIGHTS)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
+def train(stack: Stack, out: Path = WEIGHTS, progress: bool = True) -> dict:
+    """Collect the training sets' candidates, fit, report leave-one-set-out figures, write `out`."""
     t0 = time.perf_counter()
-    records = collect(progress=not args.json)
+    records = collect(stack, progress)
     sets = sorted({r["set"] for r in records})
     cv = {}
     for held in sets:
@@ -134,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             "unanswerable": sum(not r["answerable"] for r in records), "C": C, "leave_one_set_out": cv,
             "train_p@1": p_at_1(records, model.sentence.predict)[0], "train_abstention": abstention_at(records, model)}
     model = Reader(model.sentence, model.answerable, meta)
-    args.out.write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
-    res = {**meta, "out": str(args.out), "run_s": round(time.perf_counter() - t0, 1),
-           "weights": {"sentence": dict(zip(FEATURES, model.sentence.coef.round(3).tolist())),
-                       "answerable": dict(zip(ANSWERABLE, model.answerable.coef.round(3).tolist()))}}
-    print(json.dumps(res) if args.json else json.dumps(res, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    Path(out).write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
+    return {**meta, "out": str(out), "run_s": round(time.perf_counter() - t0, 1),
+            "weights": {"sentence": dict(zip(FEATURES, model.sentence.coef.round(3).tolist())),
+                        "answerable": dict(zip(ANSWERABLE, model.answerable.coef.round(3).tolist()))}}

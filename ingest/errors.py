@@ -22,7 +22,11 @@ class StoreLocked(StoreError):
     """Another ingest holds the data directory's write lock."""
 
 
-class DocumentNotFound(LoreError):
+class NotFound(LoreError):
+    """Nothing the caller may read has this id (unreadable and absent look the same)."""
+
+
+class DocumentNotFound(NotFound):
     """No stored document has the given id."""
 
 

@@ -131,7 +131,7 @@ def ask(c, question: str, channel: str = "api") -> dict:
 def kb(tmp_path_factory, onnx_cache):
     """The seeded corpus behind a running service; questions fed over HTTP, two weeks apart; then the
     travel policy's meal allowance changed from $75 to $90 and re-ingested (its old version stays cited)."""
-    from api.audit import AuditLog
+    from evals.audit import AuditLog
     from api.deps import Services
     from api.settings import IngestSettings, Settings
     from tests.live import LiveServer, ingest

@@ -38,10 +38,11 @@ def enterprise(enterprise_kb):
 @pytest.fixture(scope="module")
 def acme(tmp_path_factory, onnx_cache):
     from api.settings import Settings
+    from api.wiring import EvalStack
     from evals.retrieval_eval import ingest_corpus
 
     d = tmp_path_factory.mktemp("focus-acme")
-    rep = ingest_corpus(Settings(data_dir=d), REPO / "samples" / "acme", progress=False)
+    rep = ingest_corpus(EvalStack(Settings(data_dir=d)), REPO / "samples" / "acme", progress=False)
     assert not rep["failed"], rep["failed"]
     return _assistant(d)
 
@@ -191,7 +192,7 @@ def test_packaged_reader_weights_load_and_name_their_training_data():
     r = load()
     assert r.sentence.features == FEATURES and r.answerable.features == ANSWERABLE
     assert "enterprise_test3" in r.meta["held_out_never_read"] and "enterprise_test3" not in r.meta["trained_on"]
-    assert r.meta["leave_one_set_out"], "retrain with evals/train_reader.py: its figures go in the weights"
+    assert r.meta["leave_one_set_out"], "retrain with `lore eval train-reader`: its figures go in the weights"
 
 
 def test_weights_from_another_version_are_refused_with_the_fix(tmp_path):
@@ -204,7 +205,7 @@ def test_weights_from_another_version_are_refused_with_the_fix(tmp_path):
     data["sentence"]["features"] = data["sentence"]["features"][:-1]
     bad = tmp_path / "reader.json"
     bad.write_text(json.dumps(data))
-    with pytest.raises(ConfigError, match="train_reader.py"):
+    with pytest.raises(ConfigError, match="lore eval train-reader"):
         load(bad)
 
 

@@ -10,12 +10,11 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-import api.audit
-from api.audit import AuditLog
+import evals.audit
 from api.auth import Caller
-from api.errors import NotFound
-from api.redact import luhn, redact, scan
-from ingest.errors import ConfigError
+from evals.audit import AuditLog
+from evals.redact import luhn, redact, scan
+from ingest.errors import ConfigError, NotFound
 from retriever.types import Principal
 
 SAM = Caller(Principal("sam", ()), "reader", "key", "k-sam")
@@ -201,7 +200,7 @@ def test_record_purges_at_most_hourly(log, clock, monkeypatch):
     clock.at = datetime.now(timezone.utc)
     log.record(caller=SAM, channel="api", question="new", answer=answer("new"), latency_ms=1)
     assert len(list(log.iter_records())) == 2  # the last purge was under an hour ago
-    monkeypatch.setattr(api.audit, "PURGE_EVERY_S", 0.0)
+    monkeypatch.setattr(evals.audit, "PURGE_EVERY_S", 0.0)
     log.record(caller=SAM, channel="api", question="newer", answer=answer("newer"), latency_ms=1)
     assert [r.question for r in log.iter_records()] == ["new", "newer"]
 

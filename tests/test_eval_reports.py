@@ -244,7 +244,7 @@ def test_compare_two_real_runs_names_the_flipped_questions(qa_run, kb, tmp_path,
 
 def test_settings_snapshot_holds_no_secret():
     from api.settings import Settings
-    from evals.retrieval_eval import settings_snapshot
+    from api.wiring import settings_snapshot
 
     s = Settings(llm={"base_url": "https://bob:hunter2@llm.example.com:8443/v1", "model": "m",
                       "api_key": "sk-very-secret"}, slack={"bot_token": "xoxb-secret", "signing_secret": "shh"})

@@ -103,7 +103,7 @@ def ask(c: httpx.Client, question: str, channel: str = "api") -> dict:
 def kb(tmp_path_factory, onnx_cache):
     """The seeded corpus behind a running service: gap questions from several people (one back-dated),
     answered ones citing documents, a down-vote, then the travel policy changed ($75 -> $90)."""
-    from api.audit import AuditLog
+    from evals.audit import AuditLog
     from api.deps import Services
     from api.settings import IngestSettings, Settings
     from tests.live import LiveServer, ingest

@@ -29,7 +29,7 @@ import numpy as np
 
 from api.analytics.quantities import Quantity, quantities
 from api.analytics.text import words
-from api.audit import utc_iso
+from evals.audit import utc_iso
 from assistant.sentences import split_units
 from ingest.errors import ConfigError
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from api.analytics.text import terms
-from api.audit import CHANNELS, AuditRecord, utc_iso
+from evals.audit import CHANNELS, AuditRecord, utc_iso
 from ingest.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
-from api.audit import AuditRecord, utc_iso
+from evals.audit import AuditRecord, utc_iso
 from ingest.errors import ConfigError
 
 

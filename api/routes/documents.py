@@ -9,9 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Caller
 from api.deps import Services, admin, caller, services
-from api.errors import NotFound
 from api.schemas import PassageFields, errors
-from ingest.errors import DocumentNotFound
+from ingest.errors import DocumentNotFound, NotFound
 from ingest.formats import SUPPORTED
 from ingest.types import Chunk, SourceDoc
 

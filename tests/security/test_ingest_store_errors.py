@@ -151,7 +151,7 @@ def test_damaged_job_log_is_503_over_http(tmp_path, onnx_cache):
 
 
 def test_audit_and_job_logs_tell_damaged_from_read_only(tmp_path):
-    from api.audit import AuditLog
+    from evals.audit import AuditLog
     from api.joblog import JobLog
 
     garbage = tmp_path / "garbage"

@@ -25,9 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from api.errors import NotFound
-from api.redact import scan
-from ingest.errors import ConfigError, sqlite_unusable
+from evals.redact import scan
+from ingest.errors import ConfigError, NotFound, sqlite_unusable
 
 log = logging.getLogger(__name__)
 CHANNELS = ("api", "web", "slack", "openai")
