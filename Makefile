@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install browser test demo samples bench clean
+.PHONY: install browser lint test demo samples bench clean
 
 install: $(VENV)/.installed
 
@@ -69,7 +69,13 @@ demo: install
 	@echo "   demo mode: no API keys, loopback only (LORE_SERVER__AUTH=none). Ctrl-C stops it."
 	LORE_SERVER__AUTH=none $(VENV)/bin/lore serve --host 127.0.0.1 --port $(DEMO_PORT) --data-dir .lore/demo
 
-test: install browser
+# Layers and style, enforced before the suite (issue 17): import contracts (.importlinter) and ruff
+# ([tool.ruff] in pyproject.toml).
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check ingest retriever assistant evals api tests
+
+test: install browser lint
 	$(PY) samples/build.py --check
 	$(PY) -m pytest -q -ra -p no:cacheprovider
 

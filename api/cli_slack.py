@@ -27,4 +27,4 @@ def slack(socket: bool = typer.Option(False, "--socket", help="connect to Slack 
     except LoreError as exc:
         _fail(exc)
     except KeyboardInterrupt:  # pragma: no cover - Ctrl-C is the way to stop it
-        raise typer.Exit(0)
+        raise typer.Exit(0) from None

@@ -86,7 +86,7 @@ class Services:
 
     def warm_up(self) -> None:
         """Load the model and open the stores now, so the first question is not the slow one."""
-        self.assistant
+        _ = self.assistant  # builds it
         self.retriever.embedder.embed_query("warm up")
 
     def ready(self) -> dict:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from assistant.reader import ANSWERABLE, FEATURES, WEIGHTS, bigrams, load as load_reader
+from assistant.reader import FEATURES, WEIGHTS, bigrams, load as load_reader
 from assistant.sentences import Unit, split_units
 from ingest.embedders import Embedder
 from ingest.keywords import query_terms

@@ -452,7 +452,6 @@ def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], l
     from retriever.filters import Access, chroma_where
     from retriever.types import Filters, Principal
 
-    console = _console()
     s = _settings(folder, models)
     if keyword_index:
         s.retrieval.keyword_index = keyword_index

@@ -24,7 +24,7 @@ import test_retriever as tr
 from conftest import ENTERPRISE_DIRS, SAMPLES
 from ingest.chroma_store import ChromaChunkStore
 from ingest.embedders import HashEmbedder
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, StoreError
 from ingest.pipeline import DEFAULT_ACL_MARK, Ingestor
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DOC_TYPES, Chunk, SourceDoc
@@ -234,7 +234,7 @@ def test_generation_counts_every_registry_write_and_only_those(tmp_path):
     store.set_dirty(True)
     store.put_vectors({"k": np.zeros(3, np.float32)})
     assert store.generation() == g0 + 1
-    with pytest.raises(Exception):
+    with pytest.raises(StoreError):
         store.replace_document(doc, "alpha text", chunks + chunks, "fp")  # duplicate chunk id: rolled back
     assert store.generation() == g0 + 1
     store.delete_document("alpha")

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ingest.chroma_store import ChromaChunkStore
 from ingest.pipeline import doc_id_for
@@ -131,7 +130,7 @@ def test_same_passage_under_different_acls_keeps_each_documents_permissions(tmp_
     """Identical vectors in documents with different ACLs share one node; each chunk keeps its own
     metadata, so Chroma's `where` and the registry check decide per chunk, and deleting one keeps the other."""
     text = "The break room coffee machine is descaled every Tuesday at 7am by facilities."
-    for folder, acl in (("hr", ["group:hr"]), ("pub", [])):
+    for folder in ("hr", "pub"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "coffee.md").write_text(f"# Coffee\n\n{text}\n")
     ing = make_ingestor()
