@@ -9,7 +9,6 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from api.cli import AsJson, DataDir, _fail, _settings, app, out
 from ingest.errors import ConfigError, LoreError
@@ -53,7 +52,7 @@ def gaps(since: Optional[str] = typer.Option(None, "--since", help="from this da
          period: str = typer.Option("week", "--period", help="trend buckets: week (ISO) or day"),
          data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
     """Knowledge gaps: clusters of unanswered, low-confidence or down-voted questions, by people reached."""
-    from api.analytics import gaps_report
+    from evals.analytics import gaps_report
 
     start, end = _when(since, "--since", False), _when(until, "--until", True)
     if period not in ("week", "day"):
@@ -62,6 +61,8 @@ def gaps(since: Optional[str] = typer.Option(None, "--since", help="from this da
     if as_json:
         print(json.dumps(report))
         return
+    from rich.table import Table
+
     table = Table("#", "topic", "people", "questions", "why", "channels", "nearest document", box=None)
     for c in report["clusters"]:
         why = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c["reasons"].items() if v)
@@ -79,13 +80,15 @@ def stale(limit: int = typer.Option(20, "--limit", min=1, max=500, help="how man
           until: Optional[str] = typer.Option(None, "--until", help="count citations up to this date"),
           data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
     """Stale sources: the most-cited documents, oldest update first, with their citation counts."""
-    from api.analytics import stale_report
+    from evals.analytics import stale_report
 
     start, end = _when(since, "--since", False), _when(until, "--until", True)
     report = _report(data_dir, stale_report, limit, start, end)
     if as_json:
         print(json.dumps(report))
         return
+    from rich.table import Table
+
     table = Table("document", "type", "updated", "age (days)", "citations", "last cited", "old versions", box=None)
     for d in report["documents"]:
         table.add_row(escape(d["title"][:50]), d["doc_type"], d["updated_at"][:10], f"{d['age_days']:.0f}",
@@ -97,7 +100,7 @@ def stale(limit: int = typer.Option(20, "--limit", min=1, max=500, help="how man
 def conflicts(limit: int = typer.Option(50, "--limit", min=1, max=500, help="most conflicts listed"),
               data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
     """Conflicts: passages of different documents (or versions) giving different numbers, dates or limits."""
-    from api.analytics import conflicts_report
+    from evals.analytics import conflicts_report
 
     report = _report(data_dir, conflicts_report, limit)
     if as_json:

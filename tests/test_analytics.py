@@ -318,7 +318,7 @@ def test_cli_prints_the_same_reports(kb):
 
 
 def test_quantities_are_normalized_for_comparison():
-    from api.analytics.quantities import quantities
+    from evals.analytics.quantities import quantities
 
     got = [(q.unit, q.value, q.text) for q in quantities(
         "Carry over up to 40 hours, a 40-hour week or 5 business days; $1.5m, EUR 68,000 and 150 USD; 10% "
@@ -331,7 +331,7 @@ def test_quantities_are_normalized_for_comparison():
 
 
 def test_compare_flags_only_the_same_subject_with_disjoint_values():
-    from api.analytics.conflicts import ConflictConfig, compare, statements
+    from evals.analytics.conflicts import ConflictConfig, compare, statements
 
     cfg = ConflictConfig()
 

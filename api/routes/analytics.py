@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from api.analytics import conflicts_report, gaps_report, stale_report
+from evals.analytics import conflicts_report, gaps_report, stale_report
 from api.auth import Caller
 from api.deps import Services, admin, services
 from api.routes.admin import _instant

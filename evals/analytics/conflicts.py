@@ -27,8 +27,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from api.analytics.quantities import Quantity, quantities
-from api.analytics.text import words
+from evals.analytics.quantities import Quantity, quantities
+from evals.analytics.text import words
 from evals.audit import utc_iso
 from assistant.sentences import split_units
 from ingest.errors import ConfigError

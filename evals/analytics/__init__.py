@@ -5,8 +5,8 @@ question and every document, whatever its ACL, because there is by design no pri
 everything. Never expose them to readers.
 """
 
-from api.analytics.conflicts import ConflictConfig, conflicts_report
-from api.analytics.gaps import GapConfig, gaps_report
-from api.analytics.stale import stale_report
+from evals.analytics.conflicts import ConflictConfig, conflicts_report
+from evals.analytics.gaps import GapConfig, gaps_report
+from evals.analytics.stale import stale_report
 
 __all__ = ["ConflictConfig", "GapConfig", "conflicts_report", "gaps_report", "stale_report"]

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from api.analytics.text import terms
+from evals.analytics.text import terms
 from evals.audit import CHANNELS, AuditRecord, utc_iso
 from ingest.errors import ConfigError
 
