@@ -6,17 +6,19 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from api.logs import configure as configure_logging
-from api.settings import Settings
 from ingest.errors import ConfigError, DocumentNotFound, LoreError, StoreError
+
+if TYPE_CHECKING:
+    from api.settings import Settings
+
+# Startup time is the CLI's latency (issue 16): modules a command needs (settings, models, stores, rich
+# tables and progress bars) are imported inside that command, so `lore --help` loads typer and rich only.
 
 app = typer.Typer(help="Lore: answers from your company's documents, with citations.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -28,6 +30,9 @@ EXIT_PARTIAL = 3  # some files could not be ingested; the rest were
 def _settings(data_dir: Optional[Path]) -> Settings:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
+
+    from api.logs import configure as configure_logging
+    from api.settings import Settings
 
     try:
         s = Settings()
@@ -67,6 +72,8 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
                                              "and a folder's .loreignore)"),
            as_json: bool = AsJson) -> None:
     """Ingest files and folders; unchanged files are skipped, removed or excluded ones deleted."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from api.wiring import build_ingestor, refresh_keyword_index
     from ingest.discover import exclude_spec
 
@@ -116,6 +123,8 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
 @app.command()
 def docs(data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
     """List stored documents: id, title, type, version, chunks, updated."""
+    from rich.table import Table
+
     from api.wiring import build_store
 
     try:

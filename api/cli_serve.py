@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from api.cli import AsJson, DataDir, _fail, _settings, app, out
 from ingest.errors import LoreError
@@ -67,6 +66,8 @@ def keys_list(all_: bool = typer.Option(False, "--all", help="include revoked ke
     if as_json:
         print(json.dumps([i.to_dict() for i in infos]))
         return
+    from rich.table import Table
+
     table = Table("key id", "user", "groups", "role", "created", "last used", "revoked")
     for i in infos:
         table.add_row(i.key_id, escape(i.user_id or "-"), escape(",".join(i.groups) or "-"), i.role, i.created_at,

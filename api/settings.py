@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingest.discover import exclude_spec
 from ingest.types import validate_acl
 
 
@@ -20,6 +19,9 @@ class EmbeddingSettings(BaseModel):
         "and cached; torch: sentence-transformers; hash: deterministic model-free vectors (dry runs)")
     batch_size: int = Field(32, ge=1, le=1024)
     onnx_cache_dir: Path | None = Field(None, description="where ONNX exports are cached; unset = DATA_DIR/models")
+    spin: bool = Field(False, description="onnx: ONNX Runtime's threads busy-wait between runs (its own default): "
+                       "bulk encoding ~1.5x faster on an idle host, 1.5-1.8x slower when other processes need "
+                       "the cores (docs/benchmarks.md, issue 16)")
 
 
 class IngestSettings(BaseModel):
@@ -33,6 +35,8 @@ class IngestSettings(BaseModel):
     @field_validator("exclude")
     @classmethod
     def _patterns(cls, v: list[str]) -> list[str]:
+        from ingest.discover import exclude_spec  # pathspec: only when patterns are set
+
         exclude_spec(v, "LORE_INGEST__EXCLUDE")  # a bad pattern is named now, not at the first ingest
         return v
 

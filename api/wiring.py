@@ -31,7 +31,7 @@ def build_embedder(s: Settings) -> Embedder:
             from ingest.onnx_embedder import OnnxEmbedder
 
             return OnnxEmbedder(s.embedding.model, cache_dir=s.embedding.onnx_cache_dir or Path(s.data_dir) / "models",
-                                batch_size=s.embedding.batch_size)
+                                batch_size=s.embedding.batch_size, spin=s.embedding.spin)
         case "hash":
             return HashEmbedder()
     raise AssertionError(s.embedding.backend)

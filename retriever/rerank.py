@@ -25,8 +25,13 @@ class CrossEncoderReranker:
     def _load(self):
         with self._lock:
             if self._ce is None:
-                from sentence_transformers import CrossEncoder
+                from ingest.embedders import torch_threads_sleep
 
+                with torch_threads_sleep():
+                    from sentence_transformers import CrossEncoder
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # no "Loading weights" bar on every CLI search
                 try:
                     self._ce = CrossEncoder(self.model, device="cpu")
                 except (OSError, ValueError) as exc:

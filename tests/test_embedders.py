@@ -64,3 +64,87 @@ def test_transient_batches_match_one_by_one_vectors(embedder):
     cos = (one * batch).sum(axis=1)
     assert (cos > 0.95).all(), cos  # the int8 batch effect (ingest/onnx_embedder.py)
     assert np.argmax(batch @ embedder.embed_query("is wine reimbursed?")) == 0
+
+
+# Texts the tokenizer must treat exactly as transformers does: accents (composed and combining), CJK, emoji,
+# right-to-left, control and zero-width characters, literal special tokens, code, and texts past the window.
+VARIED = [
+    "", " ", "\n\t ", "a", "Résumé naïve café — “quotes” ‘and’ …", "Re\u0301sume\u0301 with combining accents",
+    "東京の会議室は午後3時から予約できます。", "한국어 문장과 中文 混合 text", "Emoji 🚀🔥 and flags 🇵🇹 👩‍💻",
+    "עברית וערבית: مرحبا بالعالم", "zero\u200bwidth\u00a0nbsp\u2028line sep\x00nul\x07bell", "[CLS] [SEP] [PAD] [MASK] [UNK] x",
+    "def f(x): return {'a': x ** 2}  # O(n) <br/> &amp; https://example.com/a?b=c#d",
+    "ALL CAPS AND MiXeD cAsE", "İstanbul ǅ ß ﬁ Ⅻ ①", "word " * 600, "supercalifragilisticexpialidocious" * 40,
+    "The payments API rejects requests without an Idempotency-Key header with HTTP 400. " * 30,
+]
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(embedder):
+    """The reference: transformers' AutoTokenizer, as the ONNX backend used it before (issue 16)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(embedder.model_dir), local_files_only=True)
+
+
+def _corpus_texts(limit: int = 40) -> list[str]:
+    from conftest import ENTERPRISE, SAMPLES
+
+    files = sorted(p for d in (SAMPLES, ENTERPRISE) for p in d.rglob("*") if p.suffix in (".md", ".rst", ".html"))
+    return [p.read_text(errors="replace") for p in files[:limit]]
+
+
+def test_tokenizer_matches_transformers(embedder, hf_tokenizer):
+    """Counts, offsets and model inputs equal AutoTokenizer's on every text: chunk sizes and vectors keep."""
+    texts = VARIED + _corpus_texts()
+    ref = hf_tokenizer(texts, add_special_tokens=False, truncation=False)
+    assert embedder.count_tokens(texts) == [len(ids) for ids in ref["input_ids"]]
+    assert embedder.count_tokens([]) == []
+    for t in texts:
+        want = hf_tokenizer(t, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
+        assert embedder.token_offsets(t) == [tuple(o) for o in want["offset_mapping"]], t[:60]
+    model_in = hf_tokenizer(texts, truncation=True, max_length=embedder.max_tokens)
+    got = embedder._tok().encode(texts)
+    for k, t in enumerate(texts):
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            assert got[k][name] == model_in[name][k], (name, t[:60])
+    assert max(len(g["input_ids"]) for g in got) == embedder.max_tokens == 256
+
+
+def test_vectors_equal_those_from_transformers_tokens(embedder, hf_tokenizer):
+    """The same token ids give bit-identical vectors (the stored vectors of earlier ingests stay valid)."""
+    texts = VARIED[:8] + VARIED[-3:]
+    enc = hf_tokenizer(texts, truncation=True, max_length=embedder.max_tokens)
+    session = embedder._load()
+    want = np.stack([embedder._run(session, {n: enc[n][k] for n in enc}) for k in range(len(texts))])
+    assert np.array_equal(embedder.embed_documents(texts), want.astype(np.float32))
+
+
+def test_export_key_is_the_model_content(embedder, onnx_cache, tmp_path):
+    """A copy of the model folder elsewhere (another install) finds the same export; a changed model does not."""
+    import shutil
+
+    embedder.embed_query("exported before the copy looks for it")
+    copy = tmp_path / "elsewhere" / "MiniLM"
+    shutil.copytree(embedder.model_dir, copy)
+    other = OnnxEmbedder(str(copy), cache_dir=onnx_cache)
+    assert other.onnx_path == embedder.onnx_path and other.onnx_path.exists()
+    cfg = copy / "config.json"
+    cfg.write_text(cfg.read_text() + "\n")  # same size would do too: a new mtime means hashing again
+    assert OnnxEmbedder(str(copy), cache_dir=onnx_cache).onnx_path != embedder.onnx_path
+    assert (onnx_cache / "digests.json").exists()
+
+
+def test_torch_threads_sleep_while_torch_loads_only():
+    """OMP_WAIT_POLICY=PASSIVE is set for torch's OpenMP runtime as it loads, then unset; an operator's value wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os; from ingest.embedders import torch_threads_sleep\n"
+            "with torch_threads_sleep():\n    seen = os.environ.get('OMP_WAIT_POLICY'); import torch\n"
+            "print(seen, os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for preset, want in ((None, "PASSIVE None"), ("ACTIVE", "ACTIVE ACTIVE")):
+        run_env = env if preset is None else {**env, "OMP_WAIT_POLICY": preset}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env, timeout=300)
+        assert out.stdout.strip() == want, out.stderr[-1000:]

@@ -76,6 +76,9 @@ def test_cli_commands_make_no_outbound_lookups(tmp_path, clean_env):
         assert r.returncode == 0, (name, r.stderr[-2000:])
         assert log.stat().st_size > 0, f"strace wrote nothing for {name}"
         assert outbound(log.read_text()) == [], (name, outbound(log.read_text())[:5])
+        # the fresh cache's export is announced once, then found again; no library progress bars
+        assert ("exporting the embedding model to ONNX" in r.stderr) == (name == "ingest"), (name, r.stderr[-500:])
+        assert "Loading weights" not in r.stderr, (name, r.stderr[-500:])
 
 
 def test_serve_session_makes_no_outbound_lookups(tmp_path, clean_env):

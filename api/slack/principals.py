@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from typing import TYPE_CHECKING, Callable, Literal
 
 from api.settings import SlackSettings
 from ingest.errors import ConfigError
 from retriever.types import Principal
+
+if TYPE_CHECKING:  # every settings load runs `_check`: slack_sdk (~30 ms) loads only when the bot runs
+    from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
 USER_TTL_S = 600.0  # profile and group changes reach answers within this time
@@ -82,6 +82,8 @@ class Directory:
             hit = self._users.get(user_id)
         if hit and now - hit[0] < self.ttl:
             return hit[1]
+        from slack_sdk.errors import SlackApiError
+
         try:
             u = self.client.users_info(user=user_id)["user"]
             profile = u.get("profile") or {}
@@ -134,6 +136,8 @@ class Directory:
             cached = self._groups
         if cached and now - cached[0] < self.ttl:
             return cached[1]
+        from slack_sdk.errors import SlackApiError
+
         try:
             found: dict[str, frozenset[str]] = {}
             for g in self.client.usergroups_list(include_users=True, include_disabled=False)["usergroups"]:
@@ -168,6 +172,8 @@ class Directory:
             return Scope(self.principal(asker, home_team), "own")
         if self.settings.channel_permissions == "strict":
             return Scope(Principal(), "strict")
+        from slack_sdk.errors import SlackApiError
+
         try:
             members = [m for m in self.members(channel) if m != bot_user]
         except SlackApiError as exc:
