@@ -448,7 +448,7 @@ def _instrument():
 def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], label: str,
             keyword_index: str | None = None) -> dict:
     from api.wiring import build_retriever
-    from ingest.pipeline import DEFAULT_ACL_MARK
+    from ingest.types import DEFAULT_ACL_MARK
     from retriever.filters import Access, chroma_where
     from retriever.types import Filters, Principal
 

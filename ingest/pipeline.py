@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing as mp
 import os
 import re
 import signal
@@ -20,7 +21,6 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-import multiprocessing as mp
 import numpy as np
 
 from ingest.chroma_store import ChunkStore
@@ -31,13 +31,12 @@ from ingest.errors import ConfigError, FileTooLarge, IngestError, StoreLocked, U
 from ingest.formats import ZIP_EXPANSION, parse_file
 from ingest.sqlite_store import SqliteStore
 from ingest.titles import title_from_path
-from ingest.types import DOC_TYPES, Chunk, ParsedDoc, SourceDoc, validate_acl
+from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, ParsedDoc, SourceDoc, validate_acl
 
 log = logging.getLogger(__name__)
 PARSER_VERSION = "parse-v3"  # v3: markup cleaned (table rows as "Header: cell", fenced code, admonitions, footnotes)
 HEADER_TOKENS = 32  # room kept in the model's window for the title/section header embedded with each chunk
 HEADER_CHARS = 96  # about HEADER_TOKENS word pieces of English
-DEFAULT_ACL_MARK = "@default"  # stored for documents without an ACL: the retriever applies the configured default
 _TYPE_RULES = (("incident", ("incident", "incidents", "postmortem", "postmortems", "post-mortems")),
                ("policy", ("policy", "policies", "handbook")),
                ("spec", ("spec", "specs", "rfc", "rfcs", "design", "designs")))

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from ingest.errors import ConfigError
 
+DEFAULT_ACL_MARK = "@default"  # stored for documents without an ACL: the retriever applies the configured default
+
 DOC_TYPES = ("policy", "spec", "incident", "other")
 PUBLIC = "public"
 _ACL_TOKEN = re.compile(r"^(public|(user|group):[A-Za-z0-9._@+\-]{1,128})\Z")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingest.pipeline import DEFAULT_ACL_MARK
+from ingest.types import DEFAULT_ACL_MARK
 from ingest.types import SourceDoc
 from retriever.types import Filters, Principal
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ingest.errors import ConfigError
 from ingest.keywords import query_terms
-from ingest.pipeline import DEFAULT_ACL_MARK
+from ingest.types import DEFAULT_ACL_MARK
 from ingest.sqlite_store import SqliteStore, fts_tokens
 from retriever.bm25 import contributions, idf
 from retriever.filters import Access

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from ingest.chroma_store import ChromaChunkStore
 from ingest.embedders import HashEmbedder
 from ingest.errors import ConfigError
-from ingest.pipeline import DEFAULT_ACL_MARK, Ingestor
+from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
-from ingest.types import DOC_TYPES, Chunk, SourceDoc
+from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, SourceDoc
 from retriever.filters import Access, doc_matches
 from retriever.search import RetrievalConfig, Retriever
 from retriever.types import Filters, Principal

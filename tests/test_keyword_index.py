@@ -16,33 +16,46 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import test_acl_property as tap
 import test_retriever as tr
 from conftest import ENTERPRISE_DIRS, SAMPLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+# the suites re-run below with the in-memory backend, and the fixtures they use
+from test_acl_property import (  # noqa: F401
+    test_search_returns_exactly_the_readable_matching_documents,
+    test_top_k_is_filled_from_readable_documents_even_with_shallow_searches,
+    world,
+)
+from test_retriever import (  # noqa: F401
+    crowded,
+    kb,
+    office,
+    reachable,
+    test_acl_change_on_reingest_revokes_access,
+    test_acl_restricted_document_only_for_its_group,
+    test_default_acl_applies_to_unlabelled_documents_at_search_time,
+    test_deleted_documents_never_come_back,
+    test_dense_strategies_return_the_same_permitted_top_k,
+    test_filter,
+    test_filters_never_widen_permissions,
+    test_metadata_type_mismatch_does_not_starve_top_k,
+    test_only_the_newest_version_is_returned,
+    test_top_k_filled_when_most_top_scoring_passages_are_forbidden,
+)
+
 from ingest.chroma_store import ChromaChunkStore
 from ingest.embedders import HashEmbedder
 from ingest.errors import ConfigError, StoreError
-from ingest.pipeline import DEFAULT_ACL_MARK, Ingestor
+from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
-from ingest.types import DOC_TYPES, Chunk, SourceDoc
+from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, SourceDoc
 from retriever import keyword_index as ki
 from retriever.filters import Access, sql_where
 from retriever.keyword_index import KeywordAccelerator, KeywordIndex
 from retriever.search import RetrievalConfig, Retriever
 from retriever.types import Filters, Principal
-# the suites re-run below with the in-memory backend, and the fixtures they use
-from test_acl_property import (test_search_returns_exactly_the_readable_matching_documents,  # noqa: F401
-                               test_top_k_is_filled_from_readable_documents_even_with_shallow_searches, world)
-from test_retriever import (crowded, kb, office, reachable, test_acl_change_on_reingest_revokes_access,  # noqa: F401
-                            test_acl_restricted_document_only_for_its_group, test_deleted_documents_never_come_back,
-                            test_default_acl_applies_to_unlabelled_documents_at_search_time,
-                            test_dense_strategies_return_the_same_permitted_top_k, test_filter,
-                            test_filters_never_widen_permissions, test_metadata_type_mismatch_does_not_starve_top_k,
-                            test_only_the_newest_version_is_returned,
-                            test_top_k_filled_when_most_top_scoring_passages_are_forbidden)
 
 UTC = timezone.utc
 ANON = Principal()

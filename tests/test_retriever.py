@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLES
 
 from ingest.chroma_store import ChromaChunkStore
 from ingest.errors import ConfigError
-from ingest.pipeline import DEFAULT_ACL_MARK, Ingestor, doc_id_for
+from ingest.pipeline import Ingestor, doc_id_for
 from ingest.sqlite_store import SqliteStore
+from ingest.types import DEFAULT_ACL_MARK
 from retriever.filters import Access, chroma_where, sql_where
 from retriever.search import RetrievalConfig, Retriever
 from retriever.types import Filters, Principal
-
-from conftest import SAMPLES
 
 MODES = ("hybrid", "dense", "keyword")
 HR = Principal("hana", ("hr",))
