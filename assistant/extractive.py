@@ -548,9 +548,14 @@ def supporting(scored: Sequence[Scored], hits: Sequence[Hit], lead: int, quoted:
         if len(out) >= config.support_quotes:
             break
         if (hits[s.hit_index].doc.id == doc and all(o.hit_index != s.hit_index for o in out)
-                and not any(i == s.hit_index and lo < s.unit.end and s.unit.start < hi for i, lo, hi in quoted)):
+                and not overlaps(quoted, s.hit_index, s.unit.start, s.unit.end)):
             out.append(s)
     return out
+
+
+def overlaps(quoted: Sequence[Sequence[int]], hit_index: int, lo: int, hi: int) -> bool:
+    """[lo, hi) of passage `hit_index` shares text with one of the `quoted` [hit index, start, end] spans."""
+    return any(i == hit_index and a < hi and lo < b for i, a, b in quoted)
 
 
 def quote_of(unit: Unit) -> str:

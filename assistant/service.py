@@ -16,7 +16,7 @@ from typing import Generator, Iterator, Sequence
 
 from assistant import prompts
 from assistant.extractive import (MAX_QUOTE, ExtractiveConfig, confidence, context_span, display, extend, quote_of,
-                                  score_question, select, supporting)
+                                  overlaps, score_question, select, supporting)
 from assistant.grounding import ground, is_instruction
 from assistant.llm import LLM, USAGE_KEYS, Completion, LLMError
 from assistant.types import Answer, Citation
@@ -268,25 +268,30 @@ class Assistant:
             elif max(hi, same[2]) - min(lo, same[1]) <= MAX_QUOTE:
                 same[1:] = [min(lo, same[1]), max(hi, same[2])]  # neighbours: one quote shows both
             else:  # too long for one quote: two, the earlier one cut back where this unit starts
-                text = hit.chunk.text
-                if same[1] < s.unit.start:
-                    same[2] = min(same[2], s.unit.start)
-                else:
-                    same[1] = max(same[1], s.unit.end)
-                while same[2] > same[1] and text[same[2] - 1].isspace():
-                    same[2] -= 1
-                while same[1] < same[2] and text[same[1]].isspace():
-                    same[1] += 1
+                same[1:] = _cut_back(hit.chunk.text, same[1], same[2], s.unit)
                 spans.append([s.hit_index, s.unit.start, s.unit.start + len(quote_of(s.unit))])
             parts.append(f"{display(s.unit.text)} [{m}]")
         for s in supporting(scored, hits, chosen[0].hit_index, spans, self.config):
             markers.setdefault(s.hit_index, len(markers) + 1)
             lo, hi = context_span(hits[s.hit_index].chunk.text, s.unit)
-            if any(i == s.hit_index and a < hi and lo < b for i, a, b in spans):  # keep quotes apart
+            if overlaps(spans, s.hit_index, lo, hi):  # keep a passage's quotes apart
                 lo, hi = s.unit.start, s.unit.start + len(quote_of(s.unit))
             spans.append([s.hit_index, lo, hi])
         cites = tuple(Citation.from_hit(markers[i], hits[i], hits[i].chunk.text[lo:hi]) for i, lo, hi in spans)
         return Answer(question, " ".join(parts), "extractive", cites, tuple(hits), {}, models, trace_id, conf)
+
+
+def _cut_back(text: str, lo: int, hi: int, unit) -> list[int]:
+    """The span [lo, hi) without `unit` and whatever lies past it, whitespace trimmed at both ends."""
+    if lo < unit.start:
+        hi = min(hi, unit.start)
+    else:
+        lo = max(lo, unit.end)
+    while hi > lo and text[hi - 1].isspace():
+        hi -= 1
+    while lo < hi and text[lo].isspace():
+        lo += 1
+    return [lo, hi]
 
 
 def _checked(question: str) -> str:
