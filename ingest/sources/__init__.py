@@ -1,0 +1,1 @@
+"""Where documents come from: a narrow Source seam (inventory + fetch) and its implementations."""
