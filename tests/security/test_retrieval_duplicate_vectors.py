@@ -229,3 +229,24 @@ def test_groups_against_a_chroma_server(tmp_path, corpus, embedder, chroma_url):
     before, after = ing.vectors.rebuild()
     assert not after.damaged and after.vectors == ing.store.counts()[1]
     assert_search_works(ing, embedder, "server, after a rebuild")
+
+
+def test_searches_explore_more_candidates_than_the_retriever_asks_for(tmp_path):
+    """With Chroma's default ef_search (100) a depth-100 search explores no more than it returns, and a crowd
+    of near-copies trapped it once (recall@10 0.75 above). New collections and ones made before get more."""
+    import chromadb
+    from chromadb.config import Settings
+
+    from ingest.chroma_store import SEARCH_EF
+
+    fresh = ChromaChunkStore("m", path=tmp_path / "new")
+    assert all(c.configuration_json["hnsw"]["ef_search"] == SEARCH_EF > 100 for c in fresh._cols())
+    old = chromadb.PersistentClient(path=str(tmp_path / "old"), settings=Settings(anonymized_telemetry=False))
+    old.get_or_create_collection(ChromaChunkStore("m", path=tmp_path / "x").name, embedding_function=None,
+                                 metadata={"hnsw:space": "cosine"})
+    assert old.get_collection(ChromaChunkStore("m", path=tmp_path / "x").name).configuration_json["hnsw"]["ef_search"] == 100
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    reopened = ChromaChunkStore("m", path=tmp_path / "old")
+    assert all(c.configuration_json["hnsw"]["ef_search"] == SEARCH_EF for c in reopened._cols())
