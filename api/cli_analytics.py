@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from api.cli import AsJson, DataDir, _fail, _settings, app, out
+from api.cli_base import AsJson, DataDir, _fail, _settings, app, out
 from ingest.errors import ConfigError, LoreError
 
 

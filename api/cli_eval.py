@@ -19,7 +19,7 @@ _NAME_HELP = "label of the run in reports and comparisons (default: the dataset'
 
 def _write_report(res: dict, out: Optional[Path], name: str) -> dict:
     """Save the run and its reports; the paths go into the result's `report`."""
-    from api.cli import _fail
+    from api.cli_base import _fail
     from evals.report import default_dir, write_run
     from ingest.errors import ConfigError
 
@@ -35,7 +35,7 @@ def _write_report(res: dict, out: Optional[Path], name: str) -> dict:
 
 
 def _print_paths(paths: dict) -> None:
-    from api.cli import err
+    from api.cli_base import err
 
     err.print(f"run file {paths['run']}\nreport   {paths['md']}\n         {paths['html']}", soft_wrap=True,
               highlight=False)
@@ -54,7 +54,7 @@ def retrieval(beir: Path = typer.Option(..., "--beir", help="BEIR dataset folder
               name: Optional[str] = typer.Option(None, "--name", help=_NAME_HELP),
               as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Ingest a BEIR corpus and score hybrid, dense and keyword search: nDCG@10, recall@10/100, MRR@10."""
-    from api.cli import _fail, _settings, out as console
+    from api.cli_base import _fail, _settings, out as console
     from api.wiring import EvalStack
     from evals.retrieval_eval import METRICS, MODES, run_beir
     from ingest.errors import LoreError
@@ -87,7 +87,7 @@ _CORPUS_HELP = "folder the gold_docs are relative to; ingested into an eval cach
 def _qa_summary(res: dict, cases: list[dict]) -> None:
     from rich.table import Table
 
-    from api.cli import out
+    from api.cli_base import out
 
     ab = res["abstention"]
     out.print(f"{res['dataset']}: {res['questions']} questions ({res['answerable']} answerable), "
@@ -117,7 +117,7 @@ def qa(dataset: Path = typer.Option(..., "--dataset", help=_DATASET_HELP),
        name: Optional[str] = typer.Option(None, "--name", help=_NAME_HELP),
        as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Answer a question set and score it: gold-doc hit@5, must_contain, citation validity, abstention, latency."""
-    from api.cli import _fail, _settings
+    from api.cli_base import _fail, _settings
     from api.wiring import EvalStack
     from evals.qa_eval import run_qa
     from ingest.errors import LoreError
@@ -145,7 +145,7 @@ def calibrate(dataset: list[Path] = typer.Option(..., "--dataset", help=_DATASET
                                                 help="largest share of answerable questions allowed to abstain"),
               as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Choose the abstention threshold of the offline answerer from dev sets' confidences."""
-    from api.cli import _fail, _settings, out
+    from api.cli_base import _fail, _settings, out
     from api.wiring import EvalStack
     from evals.qa_eval import calibrate as run_calibration
     from ingest.errors import LoreError
@@ -176,7 +176,7 @@ def compare(run_a: Path = typer.Argument(..., help="baseline run: a run folder o
                                                "worse in B"),
             as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """B - A for every metric with 95% paired bootstrap intervals, and the questions whose outcome flipped."""
-    from api.cli import _fail
+    from api.cli_base import _fail
     from evals.compare import compare as run_compare, load_run, write_compare
     from evals.report import default_dir
     from ingest.errors import ConfigError, LoreError
@@ -205,7 +205,7 @@ def _signed(x, metric: str) -> str:
 def _print_compare(res: dict) -> None:
     from rich.table import Table
 
-    from api.cli import err, out
+    from api.cli_base import err, out
 
     t = Table("metric", "A", "B", "B - A", "95% CI", "", box=None)
     for m in res["metrics"]:
@@ -233,7 +233,7 @@ def gate(gate_file: Optional[Path] = typer.Option(None, "--gate", help="threshol
          out: Optional[Path] = typer.Option(None, "--out", help="also write the run and its report here"),
          as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """The CI quality gate: the sample corpus' dev questions against evals/gate.json; exit 1 below a threshold."""
-    from api.cli import _fail, _settings, out as console
+    from api.cli_base import _fail, _settings, out as console
     from api.wiring import EvalStack
     from evals.gate import GATE_FILE, run_gate
     from ingest.errors import LoreError
@@ -261,7 +261,7 @@ def train_reader(out: Path = typer.Option(None, "--out", help="weights file to w
                                            "assistant/reader-v1.json)"),
                  as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Retrain the offline answerer's reader on the dev sets (data card: docs/reader.md); ~1 min warm."""
-    from api.cli import _fail, _settings
+    from api.cli_base import _fail, _settings
     from api.wiring import EvalStack
     from evals.train_reader import WEIGHTS, train
     from ingest.errors import LoreError
@@ -283,7 +283,7 @@ def export_feedback(since: str = typer.Option(..., "--since", help="first day (Y
                                                             "(holds audit.db; default LORE_DATA_DIR)"),
                     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line")) -> None:
     """Thumbs-down answers and abstentions from the audit log as eval cases for a reviewer to complete."""
-    from api.cli import _fail, _settings, err, out as console
+    from api.cli_base import _fail, _settings, err, out as console
     from evals.export_feedback import export, open_audit, parse_when
     from ingest.errors import LoreError
 

@@ -16,7 +16,7 @@ _JSON = typer.Option(False, "--json", help="print one JSON object as the last li
 
 
 def _vectors(data_dir: Optional[Path]):
-    from api.cli import _settings
+    from api.cli_base import _settings
     from api.wiring import build_embedder, build_store, build_vectors
 
     s = _settings(data_dir)
@@ -24,7 +24,7 @@ def _vectors(data_dir: Optional[Path]):
 
 
 def _say(health, as_json: bool, **extra) -> None:
-    from api.cli import out
+    from api.cli_base import out
 
     if as_json:
         print(json.dumps({**health.to_dict(), **extra}))
@@ -39,7 +39,7 @@ def _say(health, as_json: bool, **extra) -> None:
 def check(probes: int = typer.Option(64, "--probes", min=1, max=1000, help="stored vectors searched for"),
           data_dir: Optional[Path] = _DATA, as_json: bool = _JSON) -> None:
     """Search for stored vectors with their own vectors: exit 1 when the index is damaged (repair it)."""
-    from api.cli import _fail
+    from api.cli_base import _fail
     from ingest.errors import LoreError
 
     try:
@@ -57,7 +57,7 @@ def repair(force: bool = typer.Option(False, "--force", help="rebuild even when 
     """Rebuild the vector index from the stored vectors (one node per distinct vector); ingests must wait."""
     from filelock import FileLock, Timeout
 
-    from api.cli import _fail, err
+    from api.cli_base import _fail, err
     from ingest.errors import LoreError, StoreLocked
 
     try:

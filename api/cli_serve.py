@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from api.cli import AsJson, DataDir, _fail, _settings, app, out
+from api.cli_base import AsJson, DataDir, _fail, _settings, app, out
 from ingest.errors import LoreError
 
 keys_app = typer.Typer(help="API keys for the HTTP service: each maps to a user, groups and a role.",

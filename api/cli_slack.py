@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from api.cli import DataDir, _fail, _settings, app
+from api.cli_base import DataDir, _fail, _settings, app
 from ingest.errors import ConfigError, LoreError
 
 

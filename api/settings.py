@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.errors import ConfigError
 from ingest.types import validate_acl
+from retriever.types import Principal
 
 
 class EmbeddingSettings(BaseModel):
@@ -178,9 +180,16 @@ class SlackSettings(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> "SlackSettings":
-        from api.slack.principals import _check  # a bad user id or group name is named at startup
-
-        _check(self)
+        """A bad mapping fails when settings load, naming its variable, not at someone's first question."""
+        checks = [("LORE_SLACK__USERS", v, ()) for v in self.users.values()]
+        checks += [("LORE_SLACK__EMAIL_DOMAINS", None, g) for g in self.email_domains.values()]
+        checks += [("LORE_SLACK__USER_GROUPS", None, g) for g in self.user_groups.values()]
+        checks.append(("LORE_SLACK__DEFAULT_GROUPS", None, self.default_groups))
+        for name, user, groups in checks:
+            try:
+                Principal.of(user, list(groups))
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
         return self
 
 

@@ -19,7 +19,7 @@ from api.settings import SlackSettings
 from ingest.errors import ConfigError
 from retriever.types import Principal
 
-if TYPE_CHECKING:  # every settings load runs `_check`: slack_sdk (~30 ms) loads only when the bot runs
+if TYPE_CHECKING:  # every settings load checks the Slack names: slack_sdk (~30 ms) loads only when the bot runs
     from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
@@ -50,25 +50,12 @@ class Scope:
     members: int = 1
 
 
-def _check(settings: SlackSettings) -> None:
-    """A bad mapping fails when the bot starts, naming its variable, not at someone's first question."""
-    checks = [("LORE_SLACK__USERS", v, ()) for v in settings.users.values()]
-    checks += [("LORE_SLACK__EMAIL_DOMAINS", None, g) for g in settings.email_domains.values()]
-    checks += [("LORE_SLACK__USER_GROUPS", None, g) for g in settings.user_groups.values()]
-    checks.append(("LORE_SLACK__DEFAULT_GROUPS", None, settings.default_groups))
-    for name, user, groups in checks:
-        try:
-            Principal.of(user, list(groups))
-        except ConfigError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-
-
 class Directory:
     """`Directory(client, settings).scope(channel, asker, own=False, home_team="T1", bot_user="U0")`."""
 
     def __init__(self, client: WebClient, settings: SlackSettings, *, ttl: float = USER_TTL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        _check(settings)
+        settings._names()  # also when built with model_construct, skipping validation
         self.client, self.settings, self.ttl, self._clock = client, settings, ttl, clock
         self._users: dict[str, tuple[float, SlackUser]] = {}
         self._groups: tuple[float, dict[str, frozenset[str]]] | None = None
