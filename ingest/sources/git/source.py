@@ -54,12 +54,13 @@ class GitSource:
     touched the file), {path} and {branch} (both URL-quoted); None gives `{repo}@{commit}:{path}`.
     """
 
-    def __init__(self, name: str, repo: str, *, branch: str = "main", paths: Sequence[str] = (),
+    def __init__(self, name: str, repo: str | os.PathLike[str], *, branch: str = "main", paths: Sequence[str] = (),
                  cache_dir: str | Path, link: str | None = DEFAULT_LINK, exclude: Sequence[str] = (),
                  acl: Sequence[str] = (), timeout: float = 600.0) -> None:
         if not name or not str(name).strip():
             raise ConfigError("GitSource name must not be empty; name the source, e.g. 'handbook'")
-        if not repo or str(repo).startswith("-"):
+        repo = os.fspath(repo)
+        if not repo or repo.startswith("-"):
             raise ConfigError(f"GitSource {name!r}: repo {repo!r} is not a path or URL of a git repository")
         if not branch or _BAD_BRANCH.search(branch):
             raise ConfigError(f"GitSource {name!r}: branch {branch!r} is not a valid branch name")
@@ -98,8 +99,16 @@ class GitSource:
         except GitFailed as exc:
             raise SourceUnavailable(f"{self._where()}: git failed ({exc.detail}); check the repository and "
                                     "the cache folder, then sync again") from exc
+        except OSError as exc:
+            raise SourceUnavailable(f"{self._where()}: cannot use the cache folder {self.cache_dir} ({exc}); "
+                                    "set cache_dir= to a writable folder") from exc
         items = [self._item(path, oid, files.entries[path], rules) for path, oid in self._select(tree, roots)]
-        save_state(self.state_path, self.shown, self.branch, head, files)
+        if self.last_walk != "unchanged":
+            try:
+                save_state(self.state_path, self.shown, self.branch, head, files)
+            except OSError as exc:  # the listing is complete; only the next sync's shortcut is lost
+                log.warning("git source %s: cannot save %s (%s); the next sync walks the history again",
+                            self.name, self.state_path, exc)
         log.info("git source %s: %d items at %s (%s walk, %.0f ms)", self.name, len(items), head[:12],
                  self.last_walk, 1000 * (time.perf_counter() - started))
         return iter(items)
