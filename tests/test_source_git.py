@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import time
@@ -157,6 +158,46 @@ def test_a_new_file_where_a_renamed_one_was_gets_its_own_id(repo, source):
     # rename detection without -B only pairs paths that disappeared)
 
 
+def test_syncing_along_a_random_history_gives_what_a_fresh_cache_gives(repo, source, tmp_path):
+    """Adds, edits, renames (with and without edits) and deletes, synced at random points: the long-lived
+    cache's inventory equals one computed from the history alone, and ids stay unique."""
+    rnd = random.Random(18)
+    live: list[str] = []
+    walks: set[str] = set()
+    src = source()
+    for n in range(40):
+        ops = rnd.choices(["add", "edit", "move", "delete"], [3, 3, 2, 1], k=rnd.randint(1, 3)) if live else ["add"]
+        for op in ops:
+            if op == "add" or not live:
+                f = f"d{rnd.randint(0, 2)}/f{n}-{len(live)}.md"
+                live.append(f)
+                repo.write(f, text(12, f"{f} "))
+            elif op == "edit":
+                f = rnd.choice(live)
+                repo.write(f, (repo.path / f).read_text() + f"edit {n}\n")
+            elif op == "move":
+                f = rnd.choice(live)
+                to = f"d{rnd.randint(0, 2)}/m{n}-{live.index(f)}.md"
+                (repo.path / to).parent.mkdir(exist_ok=True)
+                (repo.path / f).rename(repo.path / to)  # git finds the rename itself, as after `git mv`
+                live[live.index(f)] = to
+                if rnd.random() < 0.5:
+                    repo.write(to, (repo.path / to).read_text() + "moved and edited\n")
+            else:
+                f = live.pop(rnd.randrange(len(live)))
+                (repo.path / f).unlink()
+        repo.commit(date(1 + n // 20, n % 60), author=f"w{n % 4}@example.com")
+        if rnd.random() < 0.3:
+            src.inventory()
+            walks.add(src.last_walk)
+    kept = list(src.inventory())
+    assert walks == {"full", "incremental"}
+    assert kept == list(source(cache_dir=tmp_path / "fresh").inventory())
+    assert sorted(i.path for i in kept) == sorted(live)
+    assert len({i.external_id for i in kept}) == len(kept)
+    assert sum(i.external_id != i.path for i in kept) >= 3  # renames happened and were followed
+
+
 def test_a_deleted_file_leaves_the_inventory(repo, source):
     repo.commit(date(1), files={"a.md": "a", "b.md": "b"})
     src = source()
@@ -274,6 +315,42 @@ def test_a_force_push_walks_everything_and_keeps_ids_through_a_tree_diff(repo, s
     assert fresh["b.md"].external_id == "b.md"  # history alone no longer knows the old name
 
 
+def test_a_merge_is_one_change_made_when_it_lands_on_the_branch(repo, source, tmp_path):
+    repo.commit(date(1), files={"a.md": text(20), "b.md": text(20, "b "), "c.md": "c"})
+    src = source()
+    src.inventory()
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.git("mv", "b.md", "b2.md")
+    repo.commit(date(2), files={"a.md": text(21)}, author="fay@example.com")
+    repo.git("checkout", "-q", "main")
+    repo.commit(date(3), files={"c.md": "c, edited"})
+    repo.git("merge", "-q", "--no-ff", "-m", "merge feature", "feature", author="max@example.com", when=date(4))
+    items = by_path(src.inventory())
+    assert src.last_walk == "incremental"
+    assert (items["a.md"].updated_at, items["a.md"].owners[0]) == (date(4), "user:max@example.com")
+    assert items["b2.md"].external_id == "b.md" and items["c.md"].updated_at == date(3)
+    assert list(src.inventory()) == list(source(cache_dir=tmp_path / "fresh").inventory())
+
+
+def test_an_old_head_that_became_a_second_parent_falls_back_to_a_full_walk(repo, source, tmp_path):
+    repo.commit(date(1), files={"a.md": text(20)})
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.commit(date(2), files={"f.md": "f"})
+    repo.git("checkout", "-q", "main")
+    repo.git("mv", "a.md", "a2.md")
+    repo.commit(date(3))
+    src = source()
+    src.inventory()  # at main's head, which is about to become the second parent of a merge
+    repo.git("checkout", "-q", "feature")
+    repo.git("merge", "-q", "--no-ff", "-m", "merge main", "main", when=date(4))
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--ff-only", "feature")
+    items = by_path(src.inventory())
+    assert src.last_walk == "full"
+    assert sorted(items) == ["a2.md", "f.md"] and items["a2.md"].external_id == "a.md"
+    assert list(src.inventory()) == list(source(cache_dir=tmp_path / "fresh").inventory())
+
+
 def test_errors_name_the_repository_the_branch_and_the_fix(repo, source, tmp_path):
     with pytest.raises(SourceUnavailable, match=r"no folder .*missing.*set repo="):
         list(source(repo=str(tmp_path / "missing")).inventory())
@@ -285,6 +362,9 @@ def test_errors_name_the_repository_the_branch_and_the_fix(repo, source, tmp_pat
         list(source(branch="master").inventory())
     with pytest.raises(ConfigError, match="branch"):
         source(branch="-x")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SourceUnavailable, match=r"cannot use the cache folder .*set cache_dir="):
+        list(source(repo=repo.path, cache_dir=tmp_path / "a-file").inventory())
     src = source()
     item = next(src.inventory())
     with pytest.raises(ItemUnavailable, match="not in the mirror"):
