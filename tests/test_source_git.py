@@ -296,6 +296,13 @@ def test_the_callers_git_environment_and_config_do_not_reach_git(repo, source, t
     assert [i.path for i in source(repo=repo.path.as_uri()).inventory()] == ["a.md"]
 
 
+def test_a_remote_helper_that_runs_commands_is_refused(source, tmp_path):
+    marker = tmp_path / "ran"
+    with pytest.raises(SourceUnavailable, match="cannot fetch"):
+        list(source(repo=f"ext::sh -c touch% {marker}").inventory())
+    assert not marker.exists()
+
+
 def test_a_force_push_walks_everything_and_keeps_ids_through_a_tree_diff(repo, source, tmp_path):
     repo.commit(date(1), files={"a.md": text(20), "gone.md": "g"})
     repo.git("mv", "a.md", "b.md")
