@@ -137,7 +137,7 @@ class KeyStore:
             self._run("INSERT INTO api_keys VALUES (?,?,?,?,?,?,NULL,NULL,?)",
                              (key_id, _sha(secret), principal.user_id, json.dumps(list(principal.groups)), role,
                               _now(), note))
-        return f"lore_{key_id}_{secret}", self.get(key_id)
+        return f"lore_{key_id}_{secret}", self._stored(key_id)
 
     def get(self, key_id: str) -> KeyInfo | None:
         row = self._run("SELECT key_id, user_id, groups, role, created_at, revoked_at, last_used_at, note "
@@ -147,7 +147,14 @@ class KeyStore:
     def list(self, include_revoked: bool = False) -> list[KeyInfo]:
         rows = self._run("SELECT key_id FROM api_keys " + ("" if include_revoked else
                          "WHERE revoked_at IS NULL ") + "ORDER BY created_at, key_id").fetchall()
-        return [self.get(r[0]) for r in rows]
+        return [self._stored(r[0]) for r in rows]
+
+    def _stored(self, key_id: str) -> KeyInfo:
+        """A key known to exist (keys are revoked, never deleted)."""
+        info = self.get(key_id)
+        if info is None:  # pragma: no cover - the data dir was swapped underneath
+            raise Unauthorized(f"API key {key_id} is no longer stored; ask an admin for a key (lore keys create)")
+        return info
 
     def revoke(self, key_id: str) -> KeyInfo:
         with self._lock:
@@ -170,7 +177,7 @@ class KeyStore:
         ok = hmac.compare_digest(row[0] if row else _sha(""), _sha(parts[2]))
         if row is None or not ok or row[1] is not None:
             raise Unauthorized("the API key is unknown or revoked; ask an admin for a key (lore keys create)")
-        info = self.get(parts[1])
+        info = self._stored(parts[1])
         self._touch(info.key_id)
         return Caller(Principal(info.user_id, info.groups), info.role, "key", info.key_id)
 

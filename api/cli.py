@@ -26,7 +26,7 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
                                              "and a folder's .loreignore)"),
            as_json: bool = AsJson) -> None:
     """Ingest files and folders; unchanged files are skipped, removed or excluded ones deleted."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from api.wiring import build_ingestor, refresh_keyword_index
     from ingest.discover import exclude_spec
@@ -38,14 +38,14 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
         _fail(exc)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err, transient=True, disable=not err.is_terminal)
-    task = None
+    task: TaskID | None = None
 
     def on_event(kind: str, data: dict) -> None:
         nonlocal task
         if kind == "plan":
             task = progress.add_task("ingesting", total=data["todo"])
-        elif kind in ("stored",) or (kind == "failed" and task is not None):
-            progress.advance(task) if task is not None else None
+        elif kind in ("stored", "failed") and task is not None:  # a file failing before the plan is no step
+            progress.advance(task)
             progress.update(task, description=f"ingesting {Path(data.get('path', '')).name[:40]}")
 
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -54,7 +54,7 @@ def _settings(data_dir: Optional[Path]) -> Settings:
     return s
 
 
-def _fail(exc: LoreError) -> None:
+def _fail(exc: LoreError) -> NoReturn:
     err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
     code = 4 if isinstance(exc, DocumentNotFound) else 5 if isinstance(exc, StoreError) else 2
     raise typer.Exit(code)

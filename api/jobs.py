@@ -121,7 +121,8 @@ class Job:
 
     def _save(self, changes: dict | None = None) -> None:
         self._saved = time.monotonic()
-        self.sink({**self.to_dict(), **(changes or {})})
+        if self.sink is not None:
+            self.sink({**self.to_dict(), **(changes or {})})
 
     def to_dict(self) -> dict:
         with self._lock:

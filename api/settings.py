@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -180,8 +180,12 @@ class SlackSettings(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> "SlackSettings":
+        self.check_names()
+        return self
+
+    def check_names(self) -> None:
         """A bad mapping fails when settings load, naming its variable, not at someone's first question."""
-        checks = [("LORE_SLACK__USERS", v, ()) for v in self.users.values()]
+        checks: list[tuple[str, str | None, Sequence[str]]] = [("LORE_SLACK__USERS", v, ()) for v in self.users.values()]
         checks += [("LORE_SLACK__EMAIL_DOMAINS", None, g) for g in self.email_domains.values()]
         checks += [("LORE_SLACK__USER_GROUPS", None, g) for g in self.user_groups.values()]
         checks.append(("LORE_SLACK__DEFAULT_GROUPS", None, self.default_groups))
@@ -190,7 +194,6 @@ class SlackSettings(BaseModel):
                 Principal.of(user, list(groups))
             except ConfigError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
-        return self
 
 
 class Settings(BaseSettings):

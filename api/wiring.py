@@ -106,6 +106,7 @@ def build_llm(s: Settings):
                        temperature=c.temperature, timeout=max(c.timeout, 120.0))
     from assistant.llm import OpenAIChatLLM
 
+    assert c.base_url and c.model  # noqa: S101 - `enabled` says both are set
     return OpenAIChatLLM(c.base_url, c.model, api_key=c.api_key.get_secret_value(), api_version=c.api_version,
                          timeout=c.timeout, max_retries=c.max_retries, temperature=c.temperature,
                          max_tokens=c.max_tokens)

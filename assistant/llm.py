@@ -56,7 +56,8 @@ class ScriptedLLM:
     def __init__(self, replies: Sequence[str | LLMError], model_id: str = "scripted") -> None:
         if not replies:
             raise ConfigError("ScriptedLLM needs at least one reply")
-        self.replies, self.model_id, self.calls = list(replies), model_id, []
+        self.replies, self.model_id = list(replies), model_id
+        self.calls: list[list[dict]] = []
 
     def _next(self, messages: Messages) -> Completion:
         self.calls.append(list(messages))

@@ -51,7 +51,9 @@ class ReaderModel:
         try:
             names = tuple(data["features"])
             arrays = [np.asarray(data[k], dtype=float) for k in ("mean", "scale", "coef")]
-            model = cls(str(data["name"]), names, *arrays, float(data["intercept"]), dict(data.get("meta") or {}))
+            mean, scale, coef = arrays
+            model = cls(str(data["name"]), names, mean, scale, coef, float(data["intercept"]),
+                        dict(data.get("meta") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: not a reader weights file ({exc}); retrain with "
                               "`lore eval train-reader`") from exc

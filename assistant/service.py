@@ -121,7 +121,7 @@ class Assistant:
         m = {"embedder": self.embedder.model_id, "answerer": "llm" if self.llm else EXTRACTIVE}
         if self.retriever.reranker is not None:
             m["reranker"] = self.retriever.reranker.model_id
-        if self.llm is not None:
+        if self.llm is not None and self.answer_prompt is not None:
             m["llm"] = self.llm.model_id
             m["prompt"] = self.answer_prompt.id
         return m
@@ -129,6 +129,7 @@ class Assistant:
     def answer(self, question: str, principal: Principal, filters: Filters | None = None,
                history: Sequence[dict] | None = None) -> Answer:
         *_, final = self._run(_checked(question), principal, filters, history, streaming=False)
+        assert isinstance(final, Answer)  # noqa: S101 - _run ends with the Answer, after any text
         return final
 
     def stream(self, question: str, principal: Principal, filters: Filters | None = None,
@@ -167,14 +168,15 @@ class Assistant:
 
     def _standalone(self, question: str, history: Sequence[dict] | None, run: _Run) -> str:
         """The follow-up as a standalone question: condensed by the LLM when there is one, else the heuristic."""
-        if not history or self.condense_prompt is None:
+        llm, prompt = self.llm, self.condense_prompt
+        if not history or llm is None or prompt is None:
             return resolve_follow_up(question, history)
         turns = prompts.conversation_block(history)
         if not turns:
             return question
-        run.prompts["condense_prompt"] = self.condense_prompt.id
+        run.prompts["condense_prompt"] = prompt.id
         try:
-            done = self.llm.complete(self.condense_prompt.messages(history=turns, question=question))
+            done = llm.complete(prompt.messages(history=turns, question=question))
         except LLMError as exc:
             run.notes.append(f"follow-up not condensed (llm {exc.reason}); searched with the offline heuristic")
             return resolve_follow_up(question, history)
@@ -189,14 +191,16 @@ class Assistant:
 
     def _generate(self, question: str, query: str, hits: list[Hit], trace_id: str, run: _Run,
                   streaming: bool) -> Generator[str, None, Answer]:
+        llm, prompt = self.llm, self.answer_prompt
+        assert llm is not None and prompt is not None  # noqa: S101 - only called when an LLM is configured
         passages = hits[:self.llm_passages]
-        messages = self.answer_prompt.messages(passages=prompts.passages_block(passages), question=query,
+        messages = prompt.messages(passages=prompts.passages_block(passages), question=query,
                                                no_evidence=prompts.NO_EVIDENCE_SENTINEL)
         streamed = False
         try:
             if streaming:
                 done = None
-                for item in self.llm.stream(messages):
+                for item in llm.stream(messages):
                     if isinstance(item, Completion):
                         done = item
                     else:
@@ -205,7 +209,7 @@ class Assistant:
                 if done is None:
                     raise LLMError("malformed", "the stream ended without a completion")
             else:
-                done = self.llm.complete(messages)
+                done = llm.complete(messages)
         except LLMError as exc:
             return (yield from self._fall_back(question, query, hits, trace_id, run, exc.reason,
                                                f"llm {exc.reason}", streaming and not streamed))

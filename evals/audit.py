@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, overload
 
 from evals.redact import scan
 from ingest.errors import ConfigError, NotFound, sqlite_unusable
@@ -89,6 +89,10 @@ def utc_iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
+@overload
+def _utf8(text: str) -> str: ...
+@overload
+def _utf8(text: None) -> None: ...
 def _utf8(text: str | None) -> str | None:
     """JSON may carry lone surrogates ("\\ud800"), which SQLite cannot store: they become "?"."""
     return text.encode("utf-8", "replace").decode("utf-8") if text else text
@@ -197,7 +201,8 @@ class AuditLog:
         citations = [{"marker": c.get("marker"), "doc_id": c.get("doc_id"), "chunk_id": c.get("chunk_id"),
                       "title": c.get("title"), "uri": c.get("uri"), "version": c.get("version"),
                       "quote": self._mask(c.get("quote") or "")[0]} for c in answer.get("citations", ())]
-        sources, seen = [], set()
+        sources: list[dict] = []
+        seen: set[str | None] = set()
         for h in answer.get("hits", ()):
             if h.get("doc_id") not in seen and len(sources) < MAX_SOURCES:
                 seen.add(h.get("doc_id"))

@@ -79,7 +79,7 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"lore serve exited: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"lore serve exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return proc
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     levels = [int(x) for x in args.clients.split(",")]
     questions = [json.loads(line)["question"] for line in args.questions.read_text().splitlines() if line.strip()]
     tmp = None if args.data_dir else Path(tempfile.mkdtemp(prefix="lore-bench-api-"))
-    data_dir = args.data_dir or tmp
+    data_dir: Path = args.data_dir if tmp is None else tmp
     try:
         subprocess.run([LORE, "ingest", str(args.corpus), "--data-dir", str(data_dir)], check=True,
                        stdout=subprocess.DEVNULL)

@@ -55,15 +55,15 @@ def main() -> int:
         subprocess.run([LORE, "ingest", *(str(CORPUS / d) for d in ("policies", "specs", "incidents")),
                         "--data-dir", str(data)], cwd=REPO, check=True, capture_output=True, env=env)
     load = [round(os.getloadavg()[0], 2)]
-    out = {"python_floor_ms": timed([sys.executable, "-c", "pass"], args.runs, env),
+    times = {"python_floor_ms": timed([sys.executable, "-c", "pass"], args.runs, env),
            "help_ms": timed([LORE, "--help"], args.runs, env),
            "search_cold_ms": timed([LORE, "search", "how long are audit logs kept", "--data-dir", str(data)],
                                    args.runs, env),
            "ask_cold_ms": timed([LORE, "ask", "how long are audit logs kept", "--data-dir", str(data)], args.runs, env)}
-    for k, v in out.items():
+    for k, v in times.items():
         print(f"{k}: p50 {v['p50']} ms, p90 {v['p90']} ms", file=sys.stderr)
-    out["load_avg"] = [*load, round(os.getloadavg()[0], 2)]
-    out["bytecode_cache"] = "PYTHONDONTWRITEBYTECODE" not in env
+    out = {**times, "load_avg": [*load, round(os.getloadavg()[0], 2)],
+           "bytecode_cache": "PYTHONDONTWRITEBYTECODE" not in env}
     print(f"load average (1 min) before/after: {out['load_avg']}; bytecode cache: {out['bytecode_cache']}",
           file=sys.stderr)
     print(json.dumps(out))

@@ -33,7 +33,7 @@ def main() -> int:
     texts = [f"{d['title']}\n{d['text']}" for d in corpus]
     ids = [d["_id"] for d in corpus]
     qids = list(queries)
-    out = {"docs": len(corpus), "queries": len(qids)}
+    out: dict = {"docs": len(corpus), "queries": len(qids)}
     with tempfile.TemporaryDirectory() as tmp:
         for name, emb in (("torch", SentenceTransformerEmbedder()), ("onnx_int8", OnnxEmbedder(cache_dir=tmp))):
             emb.embed_documents(["warm up"])

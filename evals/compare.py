@@ -183,16 +183,16 @@ def compare(a: dict, b: dict, resamples: int = RESAMPLES, seed: int = 0) -> dict
         notes.append(f"{len(changed)} ids have a different question text in B (e.g. {changed[0]!r})")
     if a["kind"] == "qa":
         metrics = bootstrap(_qa_arrays(pa), _qa_arrays(pb), resamples, seed)
-        metrics += latency_rows(*(np.array([c["total_ms"] for c in p], dtype=float) for p in (pa, pb)),
-                                resamples, seed)
+        la, lb = (np.array([c["total_ms"] for c in p], dtype=float) for p in (pa, pb))
+        metrics += latency_rows(la, lb, resamples, seed)
         flips = qa_flips(pa, pb)
     else:
         modes = [m for m in a["modes"] if m in b["modes"]]
         names = [k for k in a["metrics"] if k in b["metrics"]]
         metrics = bootstrap(_ret_arrays(pa, modes, names), _ret_arrays(pb, modes, names), resamples, seed)
         for m in modes:
-            lat = (np.array([r["modes"][m]["ms"] for r in p], dtype=float) for p in (pa, pb))
-            metrics += [{**row, "metric": f"{m}/{row['metric']}"} for row in latency_rows(*lat, resamples, seed)]
+            la, lb = (np.array([r["modes"][m]["ms"] for r in p], dtype=float) for p in (pa, pb))
+            metrics += [{**row, "metric": f"{m}/{row['metric']}"} for row in latency_rows(la, lb, resamples, seed)]
         flips = retrieval_flips(pa, pb, modes)
     side = lambda r: {"path": r.get("path"), "name": r.get("name"), "created_at": r.get("created_at"),  # noqa: E731
                       "commit": (r.get("git") or {}).get("commit"), "dataset": r.get("dataset")}

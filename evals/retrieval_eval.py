@@ -20,13 +20,15 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Sequence
 
 from evals.stack import Stack
+from retriever.search import Mode
 from ingest.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
-MODES = ("hybrid", "dense", "keyword")
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "keyword")
 SPLITS = ("test", "train", "dev")
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 TOP_K = 100
@@ -191,7 +193,7 @@ def evaluate(qrels: dict, run: dict, per_query: dict | None = None) -> dict[str,
 
 def relevant_ranks(ranking: dict[str, float], relevant: dict[str, int]) -> list[int]:
     """1-based ranks of the relevant documents the ranking holds (its scores fall with rank)."""
-    order = sorted(ranking, key=ranking.get, reverse=True)
+    order = sorted(ranking, key=ranking.__getitem__, reverse=True)
     return [i for i, d in enumerate(order, 1) if d in relevant]
 
 
@@ -214,7 +216,7 @@ def run_meta(kind: str, stack: Stack) -> dict:
 
 
 def run_beir(beir_dir: str | Path, stack: Stack, split: str = "test", data_dir: str | Path | None = None,
-             progress: bool = True, modes: tuple[str, ...] = MODES, top_k: int = TOP_K) -> dict:
+             progress: bool = True, modes: Sequence[str] = MODES, top_k: int = TOP_K) -> dict:
     """Ingest a BEIR corpus with Lore and score its judged queries in each search mode."""
     from retriever.types import Principal
 
@@ -223,6 +225,7 @@ def run_beir(beir_dir: str | Path, stack: Stack, split: str = "test", data_dir: 
     for m in modes:
         if m not in MODES:
             raise ConfigError(f"mode {m!r} is not one of {', '.join(MODES)}")
+    chosen = [m for m in modes if m in MODES]  # the same, typed as modes
     beir_dir = Path(beir_dir)
     corpus, queries, qrels = load_beir(beir_dir, split)
     root = Path(data_dir) if data_dir is not None else Path.cwd() / ".lore-eval" / beir_dir.resolve().name
@@ -241,11 +244,12 @@ def run_beir(beir_dir: str | Path, stack: Stack, split: str = "test", data_dir: 
     who = Principal()
     out: dict = {}
     timings: dict[str, float] = {}
-    rows = {q: {"id": q, "query": text, "relevant": len(qrels[q]), "modes": {}} for q, text in queries.items()}
-    for mode in modes:  # load the model and indexes before the clock runs
+    rows: dict[str, dict] = {q: {"id": q, "query": text, "relevant": len(qrels[q]), "modes": {}}
+                             for q, text in queries.items()}
+    for mode in chosen:  # load the model and indexes before the clock runs
         retriever.search("warm-up query", who, top_k=1, mode=mode)
     with _progress(progress) as bar:
-        for mode in modes:
+        for mode in chosen:
             task = bar.add_task(f"{split} queries, {mode}", total=len(queries))
             run: dict[str, dict[str, float]] = {}
             t1 = time.perf_counter()
@@ -259,8 +263,8 @@ def run_beir(beir_dir: str | Path, stack: Stack, split: str = "test", data_dir: 
             timings[mode] = round((time.perf_counter() - t1) / len(queries) * 1000, 2)
             per_query: dict[str, dict[str, float]] = {}
             out[mode] = evaluate(qrels, run, per_query)
-            for qid, m in per_query.items():
-                rows[qid]["modes"][mode].update(m)
+            for qid, scores in per_query.items():
+                rows[qid]["modes"][mode].update(scores)
     snap = stack.snapshot()
     r = snap["retrieval"]
     out.update({

@@ -18,7 +18,7 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -119,7 +119,9 @@ class ChromaChunkStore:
         self.model_id = model_id
         self.path, self.url = path, url
         self.name = collection_name(model_id) + _suffix
-        self._client = self._col = self._dup = None
+        self._client: Any = None  # chromadb's client and collections: imported when first used
+        self._col: Any = None
+        self._dup: Any = None
 
     # -- opening -------------------------------------------------------------------------------
     def _cols(self):
@@ -203,8 +205,11 @@ class ChromaChunkStore:
         heads: list[int] = []  # positions in rows
         follow: dict[int, list[int]] = {}
         for a in range(len(rows)):
-            near = np.flatnonzero(1.0 - u[heads] @ u[a] <= SAME_VECTOR) if heads else ()
-            heads.append(a) if not len(near) else follow.setdefault(heads[near[0]], []).append(a)
+            near = np.flatnonzero(1.0 - u[heads] @ u[a] <= SAME_VECTOR) if heads else np.empty(0, int)
+            if len(near):
+                follow.setdefault(heads[near[0]], []).append(a)
+            else:
+                heads.append(a)
         found = col.query(query_embeddings=vecs[[rows[h] for h in heads]], n_results=1, include=["distances"])
         grouped: dict[str, str] = {}  # lone node made a group here -> its group id
         lone: list[int] = []
@@ -324,9 +329,10 @@ class ChromaChunkStore:
             hits = self._expand(hits, k)
         else:
             return [(i, 1.0 - d) for i, d in hits]
-        seen: set[str] = set()
-        best = [h for h in sorted(hits, key=lambda h: h[1]) if h[0] not in seen and not seen.add(h[0])]
-        return [(i, 1.0 - d) for i, d in best[:k]]
+        best: dict[str, float] = {}  # each chunk at its nearest distance
+        for i, d in sorted(hits, key=lambda h: h[1]):
+            best.setdefault(i, d)
+        return [(i, 1.0 - d) for i, d in list(best.items())[:k]]
 
     def _expand(self, hits: list[tuple[str, float]], k: int) -> list[tuple[str, float]]:
         """Group nodes replaced by their members (at the group's distance), at most k chunks in all."""

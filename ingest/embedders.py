@@ -28,9 +28,14 @@ class Embedder(Protocol):
     >>> e = HashEmbedder(); v = e.embed_query("carry-over limit"); v.shape  # -> (384,)
     """
 
-    model_id: str
-    dim: int
-    max_tokens: int
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 

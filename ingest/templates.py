@@ -29,6 +29,12 @@ _SILENT = {"assign", "capture", "endcapture", "if", "elsif", "else", "endif", "u
 _PAGE_VAR = re.compile(r"\A(?:current_page\.data|current_page|page\.data|page)\.([A-Za-z_]\w*)\Z")
 _PATH_LIKE = re.compile(r"\A\S*(?:/|\.[A-Za-z0-9]{2,4}\Z)\S*\Z")
 _NAME = re.compile(r"[\w.]*")
+
+
+def _head(text: str) -> str:
+    """A tag's leading name (`_NAME` always matches, perhaps empty)."""
+    m = _NAME.match(text)
+    return m.group(0) if m else ""
 _HAS_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|<%.*?%>", re.S)
 _CLOSING = (",", ".", ";", ":", "!", "?", ")")  # a removed tag leaves no space before these
 
@@ -50,7 +56,7 @@ def _literal(args: str) -> str:
 def _expression(expr: str, front_matter: dict) -> str:
     """What an output tag prints: a page variable from front matter, else a leading string literal."""
     expr = expr.strip()
-    if _NAME.match(expr).group(0) in _SILENT:
+    if _head(expr) in _SILENT:
         return ""
     var = _PAGE_VAR.match(expr.split("|", 1)[0].strip())
     if var:
@@ -69,7 +75,7 @@ def _render(m: re.Match, fm: dict) -> str:
         return ""
     if m.group("liquid") is not None:
         body = m.group("l").strip()
-        name = _NAME.match(body).group(0)
+        name = _head(body)
         return "" if name in _SILENT or name.startswith("end") else _literal(body[len(name):])
     if m.group("output") is not None:
         return _expression(m.group("o"), fm)

@@ -121,10 +121,10 @@ class KeywordIndex:
 
             def ids(text: str) -> list[int]:
                 ws = _words(text)
-                out = list(map(vocab.get, ws))
-                if None in out:
-                    out = [vocab.setdefault(w, len(vocab)) for w in ws]
-                return out
+                known = [vocab.get(w, -1) for w in ws]
+                if -1 in known:
+                    return [vocab.setdefault(w, len(vocab)) for w in ws]
+                return known
 
             title_ids: dict[int, list[int]] = {}
             chunk_ids: list[str] = []
@@ -334,7 +334,8 @@ class KeywordAccelerator:
         if min_chunks < 0 or sync_max_chunks < 0:
             raise ConfigError(f"keyword index min_chunks and sync_max_chunks must be >= 0, got {min_chunks}, "
                               f"{sync_max_chunks}")
-        self.store, self.folder, self.weights, self.mode = store, folder, tuple(weights), mode
+        self.store, self.folder, self.mode = store, folder, mode
+        self.weights: tuple[float, float, float] = weights
         self.min_chunks, self.sync_max_chunks = min_chunks, sync_max_chunks
         self.served: Counter[str] = Counter()  # searches answered per backend: memory, fts5
         self._index: KeywordIndex | None = None
@@ -439,7 +440,7 @@ class KeywordAccelerator:
     def _prune(self, keep: Path) -> None:
         """Remove saved indexes older than `keep` or of another registry, and temp folders of crashed writers."""
         store_id, gen = keep.name.split("-")[0], int(keep.name.split("-")[1][1:])
-        for p in self.folder.iterdir() if self.folder.is_dir() else ():
+        for p in keep.parent.iterdir() if keep.parent.is_dir() else ():
             parts = p.name.split("-")
             try:
                 if p.name.startswith(".tmp-"):

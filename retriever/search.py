@@ -234,6 +234,8 @@ class Retriever:
         return hits
 
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        if self.reranker is None:
+            return hits
         head, tail = hits[:self.config.rerank_depth], hits[self.config.rerank_depth:]
         scores = self.reranker.score(query, [f"{h.doc.title}\n{h.chunk.text}" for h in head])
         ranked = sorted(zip(head, scores), key=lambda p: -p[1])

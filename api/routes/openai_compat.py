@@ -342,6 +342,7 @@ def chat_completions(body: ChatIn, who: Caller = Depends(caller), svc: Services 
                 elif time.monotonic() - beat >= KEEPALIVE:  # an SSE comment: proxies see bytes, clients skip it
                     beat = time.monotonic()
                     yield ": checking the answer\n\n"
+            assert answer is not None  # noqa: S101 - the assistant's stream ends with its Answer
             d = finish(svc, who, "openai", answer, t0)
         except LoreError as exc:  # pragma: no cover - the assistant falls back rather than raise
             log.warning("chat completion stream failed: %s", exc)

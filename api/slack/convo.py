@@ -100,19 +100,19 @@ class Seen:
     def first(self, *keys: str | None) -> bool:
         """True if none of the keys was seen; all of them are remembered either way."""
         now = self._clock()
-        keys = tuple(dict.fromkeys(k for k in keys if k))
+        named = tuple(dict.fromkeys(k for k in keys if k))
         with self._lock:
             while self._keys and (len(self._keys) > self.capacity or now - next(iter(self._keys.values())) > self.ttl):
                 self._keys.popitem(last=False)
-            known = sum(k in self._keys for k in keys)
+            known = sum(k in self._keys for k in named)
             fresh = not known
-            for k in keys:
+            for k in named:
                 self._keys[k] = now
                 self._keys.move_to_end(k)
-            if known == len(keys) or self._db is None:  # this process's own repeat: nothing new to record
+            if known == len(named) or self._db is None:  # this process's own repeat: nothing new to record
                 return fresh
             try:
-                return self._claim(keys, now) and fresh
+                return self._claim(self._db, named, now) and fresh
             except sqlite3.Error as exc:  # answering twice beats not answering: this process's memory decides
                 log.warning("slack: delivery ids in %s unavailable (%s): de-duplicating in this process only",
                             self.path, exc)
@@ -124,10 +124,9 @@ class Seen:
                 self._db.close()
                 self._db = None
 
-    def _claim(self, keys: tuple[str, ...], now: float) -> bool:
+    def _claim(self, db: sqlite3.Connection, keys: tuple[str, ...], now: float) -> bool:
         """Insert the keys in one write transaction: exactly one process finds them all new."""
         cutoff = now - self.ttl
-        db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             fresh = True

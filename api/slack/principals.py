@@ -55,7 +55,7 @@ class Directory:
 
     def __init__(self, client: WebClient, settings: SlackSettings, *, ttl: float = USER_TTL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        settings._names()  # also when built with model_construct, skipping validation
+        settings.check_names()  # also when built with model_construct, skipping validation
         self.client, self.settings, self.ttl, self._clock = client, settings, ttl, clock
         self._users: dict[str, tuple[float, SlackUser]] = {}
         self._groups: tuple[float, dict[str, frozenset[str]]] | None = None

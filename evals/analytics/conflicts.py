@@ -255,7 +255,7 @@ def conflicts_report(svc, limit: int = 50, cfg: ConflictConfig | None = None) ->
     passages = [p for p in passages if p[1] in got]  # a passage without a vector cannot be compared
     vecs = np.stack([got[p[1]] for p in passages]).astype(np.float32) if passages else np.zeros((0, 1), np.float32)
     vecs /= np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
-    cited_old = {}
+    cited_old: dict[tuple[str, str, str, str], None] = {}  # an ordered set
     for r in svc.audit.iter_records():
         for c in r.citations:
             d = docs.get(c.get("doc_id"))

@@ -84,7 +84,7 @@ def cluster(vectors: np.ndarray, distance: float) -> np.ndarray:
     # clipped: float error makes the distance of two equal vectors slightly negative, which linkage refuses
     d = np.clip(pdist(np.asarray(vectors, dtype=np.float64), "cosine"), 0.0, 2.0)
     raw = fcluster(linkage(d, method="average"), t=distance, criterion="distance")
-    order = {}
+    order: dict[int, int] = {}
     return np.array([order.setdefault(x, len(order)) for x in raw], dtype=int)
 
 
@@ -156,7 +156,7 @@ def find_gaps(records: Iterable[AuditRecord], embed: Callable[[list[str]], np.nd
         centroid /= max(float(np.linalg.norm(centroid)), 1e-12)  # a question asked often pulls harder
         central = members[np.argsort(-(vecs[members] @ centroid), kind="stable")]
         times = [_when(r) for r, _ in rows]
-        why = Counter(w for _, ws in rows for w in ws)
+        counted = Counter(w for _, ws in rows for w in ws)
         channels = Counter(r.channel for r, _ in rows)
         clusters.append({
             "id": 0,
@@ -165,7 +165,7 @@ def find_gaps(records: Iterable[AuditRecord], embed: Callable[[list[str]], np.nd
             "size": len(rows),
             "people": len({asker(r) for r, _ in rows}),
             "questions": [texts[m] for m in central[:cfg.examples]],
-            "reasons": {w: why.get(w, 0) for w in REASONS},
+            "reasons": {w: counted.get(w, 0) for w in REASONS},
             "nearest_documents": nearest(centroid, cfg.nearest) if nearest and cfg.nearest else [],
             "groups": dict(sorted(Counter(g for r, _ in rows for g in r.groups).items(), key=lambda x: (-x[1], x[0]))),
             "channels": {c: channels.get(c, 0) for c in CHANNELS},
