@@ -202,11 +202,10 @@ class LoreMCP:
             around it; an id you may not read is reported exactly like one that does not exist."""
             def work(who: Caller, base: str) -> dict:
                 d = documents.get_passage(chunk_id=chunk_id, who=who, svc=svc)
-                chunks = svc.store.chunks(d["doc_id"])
+                chunks = svc.store.chunks(d["doc_id"])  # the same document, which the caller may read
                 i = next((n for n, c in enumerate(chunks) if c.id == d["chunk_id"]), None)
-                if i is None:  # replaced by a new version between the two reads
-                    raise NotFound(documents._NO_PASSAGE)
-                near = [(n - i, c) for n, c in enumerate(chunks) if n != i and abs(n - i) <= neighbours]
+                near = [] if i is None else [  # None: a new version replaced it between the two reads
+                    (n - i, c) for n, c in enumerate(chunks) if n != i and abs(n - i) <= neighbours]
                 return {**d, "link": passage_link(base, d["chunk_id"]),
                         "neighbours": [{"chunk_id": c.id, "position": p, "section": list(c.section),
                                         "page_start": c.page_start, "page_end": c.page_end, "start": c.start,

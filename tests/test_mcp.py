@@ -135,6 +135,9 @@ def test_http_refuses_requests_without_valid_credentials(srv):
         assert r.headers["www-authenticate"] == "Bearer" and r.headers["cache-control"] == "no-store"
     with pytest.raises(Exception):  # noqa: B017 - the SDK's client gives up on a 401 (its exception type varies)
         session(http(srv), lambda c: c.list_tools())
+    big = {**init, "params": {**init["params"], "clientInfo": {"name": "x" * 300_000, "version": "1"}}}
+    r = httpx.post(f"{srv.url}/mcp", json=big, headers={**headers, "Authorization": f"Bearer {srv.keys['reader']}"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"  # the API's body limit holds here too
 
 
 def test_http_search_equals_the_api_and_hides_the_secret_from_a_reader(srv):
@@ -249,6 +252,23 @@ def test_http_bad_arguments_are_clear_tool_errors(srv, tool, args, words):
     assert not good.is_error and good.structured_content["hits"]
 
 
+def test_http_a_crash_is_a_tool_error_with_a_trace_id_not_a_traceback(srv, monkeypatch):
+    class Broken:
+        def search(self, *a, **kw):
+            raise RuntimeError("secret internals")
+
+    srv.services.retriever  # noqa: B018 - built, so the patch below replaces it
+    monkeypatch.setitem(srv.services.__dict__, "_retriever", Broken())
+
+    async def work(c):
+        return await c.call_tool("search", {"query": "carry over"}), await c.call_tool("list_documents", {})
+
+    bad, good = session(http(srv, srv.keys["reader"]), work)
+    assert bad.is_error and "report trace id" in bad.content[0].text, bad.content
+    assert "secret internals" not in bad.content[0].text and "Traceback" not in bad.content[0].text
+    assert not good.is_error
+
+
 def test_http_trusted_proxy_headers_name_the_caller(docs, tmp_path):
     settings = settings_for(tmp_path / "kb", auth="proxy", trusted_proxies=["127.0.0.1"])
     ingest(settings, [docs])
@@ -258,6 +278,17 @@ def test_http_trusted_proxy_headers_name_the_caller(docs, tmp_path):
         args = {"query": "salary band Lisbon"}
         assert secret_in(call(hr, "search", args).structured_content)
         assert not secret_in(call(plain, "search", args).structured_content)
+
+
+def test_http_demo_mode_needs_no_key_but_only_answers_loopback_names(docs, tmp_path):
+    settings = settings_for(tmp_path / "kb", auth="none")
+    ingest(settings, [docs])
+    with LiveServer(settings) as s:
+        got = call(http(s), "list_documents", {})
+        assert not got.is_error and got.structured_content["total"] == 2  # the demo's anonymous admin
+        assert not secret_in(call(http(s), "search", {"query": "salary band Lisbon"}).structured_content)
+        r = httpx.post(f"{s.url}/mcp", json={}, headers={"Host": "rebound.example"})
+        assert r.status_code == 421  # DNS rebinding: another name for 127.0.0.1 is refused, as on every path
 
 
 # -- over stdio (`lore mcp`) ------------------------------------------------------------------------
