@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import errors, mcp_server
 from api.deps import Services
 from api.metrics import MetricsMiddleware
 from api.routes import admin, analytics, ask, documents, health, openai_compat, slack, web
@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             svc.warm_up()
         svc.audit.purge()  # retention applies from the start, then after each recorded answer
         svc.jobs.reconcile_once()  # files a killed upload left behind, before anyone writes (never fatal)
-        yield
+        async with app.state.mcp.session_manager.run():  # /mcp's sessions: a mounted app's own lifespan never runs
+            yield
         svc.close()
 
     # Swagger UI's assets are served from the package (fastapi-offline): offline users get /docs too (no CDN);
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(SecurityHeaders)  # outermost: its headers go on every response, rejections included
     for module in (ask, documents, admin, analytics, openai_compat, slack, health, web):
         app.include_router(module.router)
+    app.state.mcp = mcp_server.mount(app, svc)  # the MCP server (Streamable HTTP) at /mcp, same callers as /v1
     return app
 
 
@@ -97,7 +99,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         raise SystemExit(3)
 
 
-PRIVATE = ("/v1/", "/readyz")  # what the credentials decide: never kept by a browser or shared cache
+PRIVATE = ("/v1/", "/readyz", "/mcp")  # what the credentials decide: never kept by a browser or shared cache
 
 
 class SecurityHeaders:

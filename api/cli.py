@@ -1,4 +1,4 @@
-"""The `lore` command line: ingest, docs, rm, show, search, ask, eval, serve, keys, slack, gaps, stale, conflicts."""
+"""The `lore` command line: ingest, docs, rm, show, search, ask, eval, serve, mcp, keys, slack, gaps, stale, conflicts."""
 
 from __future__ import annotations
 
@@ -270,7 +270,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
 from api.cli_eval import eval_app  # noqa: E402 - importing the command modules registers them on `app`
 
 app.add_typer(eval_app, name="eval")
-import api.cli_serve  # noqa: E402,F401 - registers `lore serve` and `lore keys`
+import api.cli_serve  # noqa: E402,F401 - registers `lore serve`, `lore mcp` and `lore keys`
 import api.cli_slack  # noqa: E402,F401 - registers `lore slack`
 import api.cli_analytics  # noqa: E402,F401 - registers `lore gaps`, `lore stale`, `lore conflicts`
 from api.cli_index import index_app  # noqa: E402 - `lore index check|repair`

@@ -1,4 +1,4 @@
-"""`lore serve` and `lore keys`: run the HTTP service and manage its API keys."""
+"""`lore serve`, `lore mcp` and `lore keys`: run the HTTP service or the MCP server, and manage API keys."""
 
 from __future__ import annotations
 
@@ -26,6 +26,20 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="address to li
     s = _settings(data_dir)
     try:
         run(s, host or s.server.host, port or s.server.port)
+    except LoreError as exc:
+        _fail(exc)
+
+
+@app.command()
+def mcp(data_dir: Optional[Path] = DataDir) -> None:
+    """Serve the knowledge base to a coding assistant over MCP (stdio), as the API key in LORE_API_KEY."""
+    import os
+
+    from api.mcp_server import KEY_VARIABLE, run_stdio
+
+    s = _settings(data_dir)
+    try:
+        run_stdio(s, os.environ.get(KEY_VARIABLE))
     except LoreError as exc:
         _fail(exc)
 

@@ -29,7 +29,7 @@ from evals.redact import scan
 from ingest.errors import ConfigError, NotFound, sqlite_unusable
 
 log = logging.getLogger(__name__)
-CHANNELS = ("api", "web", "slack", "openai")
+CHANNELS = ("api", "web", "slack", "openai", "mcp")
 RATINGS = ("up", "down")
 STATUSES = ("answered", "extractive", "no_evidence")
 PURGE_EVERY_S = 3600.0

@@ -197,7 +197,7 @@ def test_gaps_cluster_the_missing_topics_ranked_by_people(kb):
     assert sorted(parental["questions"]) == sorted(PARENTAL) and parental["label"] in PARENTAL
     assert (parental["size"], parental["people"]) == (4, 3)
     assert parental["reasons"] == {"no_evidence": 4, "low_confidence": 0, "down_voted": 0}
-    assert parental["channels"] == {"api": 2, "web": 1, "slack": 0, "openai": 1}
+    assert parental["channels"] == {"api": 2, "web": 1, "slack": 0, "openai": 1, "mcp": 0}
     assert parental["groups"] == {"hr": 2, "eng": 1}
     assert [p["count"] for p in parental["trend"]] == [2, 0, 2]
     y, w, _ = kb.started.isocalendar()
@@ -205,7 +205,7 @@ def test_gaps_cluster_the_missing_topics_ranked_by_people(kb):
     first = datetime.fromisoformat(parental["first_seen"])
     assert timedelta(days=13) < kb.started - first < timedelta(days=15)
     assert sorted(vpn["questions"]) == sorted(VPN) and (vpn["size"], vpn["people"]) == (3, 2)
-    assert vpn["channels"] == {"api": 1, "web": 2, "slack": 0, "openai": 0} and vpn["groups"] == {"eng": 1}
+    assert vpn["channels"] == {"api": 1, "web": 2, "slack": 0, "openai": 0, "mcp": 0} and vpn["groups"] == {"eng": 1}
     assert [p["count"] for p in vpn["trend"]] == [1, 0, 2] and "vpn" in vpn["terms"]
     # an answered question is a gap only when down-voted; the up-voted and the other answered ones are not
     assert meal["questions"] == [DOWNVOTED] and meal["reasons"]["down_voted"] == 1 and meal["people"] == 1

@@ -30,7 +30,7 @@ with open(out, "w") as f:
     json.dump({"code": code, "modules": sorted(sys.modules)}, f)
 """
 HEAVY = ("torch", "transformers", "sentence_transformers", "unstructured", "slack_sdk", "slack_bolt", "fastapi",
-         "uvicorn", "matplotlib", "langchain_core", "openai", "ranx", "spacy", "scipy")
+         "uvicorn", "matplotlib", "langchain_core", "openai", "ranx", "spacy", "scipy", "mcp")
 
 
 def loaded(tmp_path, *args: str) -> set[str]:

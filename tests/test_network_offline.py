@@ -1,7 +1,8 @@
 """Lore never reaches for the network: the real commands under `strace -f -e trace=network` (issue 16).
 
-`lore ingest` (with a fresh ONNX export), `lore search`, `lore ask` and a short `lore serve` session that
-answers a question over HTTP must make no DNS query and connect to nothing outside loopback. ONNX Runtime
+`lore ingest` (with a fresh ONNX export), `lore search`, `lore ask`, a short `lore serve` session that
+answers a question over HTTP and over MCP, and `lore mcp` over stdio must make no DNS query and connect to
+nothing outside loopback. ONNX Runtime
 used to look up its telemetry host from every process that loaded it.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from conftest import LORE, REPO, SAMPLES
 from tests.live import free_port
@@ -104,6 +106,8 @@ def test_serve_session_makes_no_outbound_lookups(tmp_path, clean_env):
         r = httpx.post(url + "/v1/ask", json={"question": "How many PTO hours can I carry over?"},
                        headers={"Authorization": f"Bearer {key}"}, timeout=120)
         assert r.status_code == 200 and r.json()["citations"], r.text[:500]
+        got = mcp_ask(_http_mcp(f"{url}/mcp", key))  # the MCP server mounted at /mcp (issue 19)
+        assert not got.is_error and got.structured_content["citations"], got.content
         time.sleep(5)  # a background uploader would have tried by now
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # strace and the server it runs
@@ -111,6 +115,35 @@ def test_serve_session_makes_no_outbound_lookups(tmp_path, clean_env):
     trace = log.read_text()
     assert "bind(" in trace  # strace saw the server's own socket: the trace is real
     assert outbound(trace) == [], outbound(trace)[:5]
+    # `lore mcp` over stdio, as a coding assistant starts it, on the same knowledge base (the server is gone)
+    log = tmp_path / "mcp.strace"
+    server = StdioServerParameters(command=_strace(), args=["-f", "-qq", "-e", "trace=network", "-o", str(log), LORE,
+                                                            "mcp", "--data-dir", str(data)],
+                                   env={**clean_env, "LORE_API_KEY": key}, cwd=str(REPO))
+    with open(tmp_path / "mcp.stderr", "w") as errlog:
+        got = mcp_ask(lambda: stdio_client(server, errlog=errlog))
+    assert not got.is_error and got.structured_content["citations"], got.content
+    assert log.stat().st_size > 0 and outbound(log.read_text()) == [], outbound(log.read_text())[:5]
+
+
+def _http_mcp(url: str, key: str):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    return lambda: streamable_http_client(url, http_client=httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {key}"}, timeout=120))
+
+
+def mcp_ask(transport):
+    """The ask tool through the SDK's own client; `transport()` is built inside the event loop."""
+    import anyio
+    from mcp import Client
+
+    async def main():
+        async with Client(transport()) as client:
+            return await client.call_tool("ask", {"question": "How many PTO hours can I carry over?"})
+
+    return anyio.run(main)
 
 
 def test_the_checker_catches_a_dns_query():

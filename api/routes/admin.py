@@ -15,7 +15,7 @@ from api.schemas import Strict, Text, errors
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 Status = Literal["answered", "extractive", "no_evidence"]
-Channel = Literal["api", "web", "slack", "openai"]
+Channel = Literal["api", "web", "slack", "openai", "mcp"]
 Rating = Literal["up", "down"]
 
 

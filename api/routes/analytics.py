@@ -51,7 +51,7 @@ class GapCluster(BaseModel):
     nearest_documents: list[GapDocument] = Field(..., description="existing documents closest to the topic, whatever "
                                              "their ACL")
     groups: dict[str, int] = Field(..., description="questions per group of the askers")
-    channels: dict[str, int] = Field(..., description="questions per channel: api, web, slack, openai")
+    channels: dict[str, int] = Field(..., description="questions per channel: api, web, slack, openai, mcp")
     trend: list[TrendPoint] = Field(..., description="questions per ISO week (or day), first to last seen, empty "
                                 "periods included")
     first_seen: str = Field(..., description="UTC, ISO 8601")

@@ -14,7 +14,7 @@ const DAY = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short"
 const TIME = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
                                                   ...UTC, timeZoneName: "short" });
 const REASONS = { no_evidence: "not found", low_confidence: "low confidence", down_voted: "rated down" };
-const CHANNELS = { api: "API", web: "Web", slack: "Slack", openai: "OpenAI API" };
+const CHANNELS = { api: "API", web: "Web", slack: "Slack", openai: "OpenAI API", mcp: "MCP" };
 const KINDS = { number: "Number", date: "Date", limit: "Limit" };
 const ISO_DAY = /^\d{4}-\d{2}-\d{2}$/;
 
