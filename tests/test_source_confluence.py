@@ -8,6 +8,7 @@ import base64
 import logging
 import time
 
+import httpx
 import pytest
 
 from ingest.errors import ConfigError
@@ -312,6 +313,34 @@ def test_all_users_groups_and_anonymous_access():
         wiki.add_space("R", roles=["role-viewer"], groups=["staff"])
         page = wiki.add_page("R", "Page", "<p>x</p>", author="557058:ana")
         assert listing(source(wiki, spaces=["R"]))[f"page:{page}"].acl == ("group:staff",)
+
+
+def test_slow_answers_are_waited_for_up_to_the_timeout_then_retried(env):
+    wiki, ids = env
+    wiki.delay = 0.05
+    with httpx.Client(timeout=2.0) as client:  # an injected client: its timeout, its pool
+        assert len(listing(source(wiki, client=client))) == 6
+    wiki.delay = 0.5
+    with httpx.Client(timeout=0.1) as client, pytest.raises(SourceUnavailable, match="ReadTimeout.*2 retries"):
+        listing(source(wiki, client=client, max_retries=2))
+
+
+def test_datacenter_listing_without_whole_restrictions_asks_the_restriction_endpoint():
+    wiki, ids = build("datacenter")
+    with wiki:
+        original = wiki._dc_page
+
+        def cut(p, expand):  # a listing that leaves the user list unexpanded, as a proxy or old version may
+            out = original(p, expand)
+            if "restrictions" in out:
+                out["restrictions"]["read"]["restrictions"]["user"] = {"_expandable": {"results": ""}}
+            return out
+
+        wiki._dc_page = cut
+        items = listing(source(wiki))
+        assert items[f"page:{ids['hr']}"].acl == ("user:ana", "user:ben")
+        asked = [p for p, _ in wiki.requests if "/restriction/byOperation/read" in p]
+        assert len(asked) == 4  # every page, since no listed restriction was whole
 
 
 def test_unknown_space_and_bad_arguments(env):

@@ -15,8 +15,8 @@ holders passes every level; this is how the mapping stays fail-closed, since a L
 - anonymous access to a space ("View space" for anonymous users, Data Center) is `public`: a level holding
   `public` admits every token. Cloud's v2 permission listing names users, groups and roles only, so a
   Cloud space is never `public`; roles (the RBAC beta) are not expanded: their holders are left out.
-- groups named in `all_users_groups` (default `confluence-users`, `users`: the groups every licensed user
-  is in) admit every user and group token; they are kept as tokens themselves when nothing narrower applies,
+- groups named in `all_users_groups` (default `confluence-users`, Data Center's group of every licensed user;
+  on Cloud name the site's product-access group) admit every user and group token; they are kept as tokens themselves when nothing narrower applies,
   so a Lore principal needs that group to read an unrestricted page of such a space.
 - a user token passes a level that names one of the user's groups (their memberships are looked up once per
   inventory); a group token passes only a level naming the same group (or public / an all-users group),
@@ -38,7 +38,7 @@ from ingest.types import PUBLIC, validate_acl
 
 log = logging.getLogger(__name__)
 
-ALL_USERS_GROUPS = ("confluence-users", "users")
+ALL_USERS_GROUPS = ("confluence-users",)  # Data Center's default group of every licensed user
 
 
 def user_token(ident: str) -> str | None:

@@ -62,13 +62,12 @@ class DataCenterApi(BaseApi):
             if p.get("status") != "current" or p.get("type", "page") != "page":
                 continue
             v, h = p.get("version") or {}, p.get("history") or {}
-            restrictions = p.get("restrictions")
-            read = (restrictions or {}).get("read")
+            read = _complete((p.get("restrictions") or {}).get("read"))
             yield Page(id=str(p["id"]), title=p.get("title") or "", version=int(v.get("number") or 0),
                        updated_at=iso(v.get("when")), webui=(p.get("_links") or {}).get("webui") or "",
                        owners=owners(_username(h.get("createdBy")), _username(v.get("by"))),
                        ancestors=tuple(str(a["id"]) for a in p.get("ancestors") or []),
-                       restriction=self._inline_restriction(read) if read else None, has_restriction=bool(read))
+                       restriction=self._inline_restriction(read) if read else None, has_restriction=read is not None)
 
     def _inline_restriction(self, read: dict) -> frozenset[str] | None:
         r = read.get("restrictions") or {}
@@ -132,6 +131,21 @@ class DataCenterApi(BaseApi):
 
     def web_url(self, webui: str) -> str:
         return self.http.url(webui) if webui else ""
+
+
+def _complete(read: dict | None) -> dict | None:
+    """The read restriction a listing carries if it is whole (both lists expanded, none cut short), else None:
+    then the restriction endpoint is asked, so a list the listing left out never reads as "no restriction"."""
+    parts = (read or {}).get("restrictions") or {}
+    for kind in ("user", "group"):
+        part = parts.get(kind)
+        if not isinstance(part, dict) or not isinstance(part.get("results"), list):
+            return None
+        size, limit, total = part.get("size", len(part["results"])), part.get("limit"), part.get("totalSize")
+        if (part.get("_links") or {}).get("next") or (isinstance(total, int) and total > size) or \
+                (isinstance(limit, int) and 0 < limit <= size):
+            return None
+    return read
 
 
 def _username(user: dict | None) -> str | None:

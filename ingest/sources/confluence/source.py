@@ -196,6 +196,8 @@ class ConfluenceSource:
             else:
                 need = "permission to view it"
             return f"{exc}: the account lacks {need}"
+        if exc.status == 404 and self.flavor == "datacenter" and "permissions of space" in exc.what:
+            return f"{exc}: this Confluence has no /rest/api/space/{{key}}/permissions (Data Center 8.x and later)"
         if exc.status == 404:
             return f"{exc}: not found (deleted, or not visible to the account)"
         if exc.status == 0:
