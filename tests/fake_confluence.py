@@ -435,8 +435,8 @@ class FakeConfluence:
             gid = self._one(q, "id")
             name = next((n for n, i in self.group_ids.items() if i == gid), None)
             return {"type": "group", "name": name, "id": gid} if name else None
-        if path == "/rest/api/user/memberof":
-            groups = [self._group(g) for g in self.memberships.get(self._one(q, "accountId"), [])]
+        if path == "/rest/api/user/memberof":  # an unknown (deleted) account: 404
+            groups = [self._group(g) for g in self.memberships[self._one(q, "accountId")]]
             return self._offset_page(groups, q, "/rest/api/user/memberof", self.root + "/wiki", 200)
         if not path.startswith("/api/v2/"):
             return None
@@ -544,6 +544,6 @@ class FakeConfluence:
         if m := re.fullmatch(r"/rest/api/content/([^/]+)/restriction/byOperation/read", path):
             return self._restriction(m.group(1), q, self.url)
         if path == "/rest/api/user/memberof":
-            groups = [self._group(g) for g in self.memberships.get(self._one(q, "username"), [])]
+            groups = [self._group(g) for g in self.memberships[self._one(q, "username")]]
             return self._offset_page(groups, q, path, self.url, 200)
         return None

@@ -295,6 +295,22 @@ def test_readers_nobody_in_lore_can_hold_leave_the_page_out(env, caplog):
     assert all(i.acl for i in items.values())  # never an empty ACL (the default would apply)
 
 
+def test_a_restriction_naming_a_deleted_user_keeps_the_others(env, caplog):
+    wiki, ids = env
+    f = wiki.flavor
+    wiki.restrict(ids["deploy"], users=[uid(f, "zed"), uid(f, "cy")])  # zed's account is gone: memberof 404
+    assert listing(source(wiki))[f"page:{ids['deploy']}"].acl == (tok(f, "cy"),)
+    assert "not found; that user passes no group permission" in caplog.text
+
+
+def test_next_links_from_the_link_header():
+    from ingest.sources.confluence.http import _link_next
+
+    assert _link_next('</wiki/api/v2/pages?limit=5&cursor=abc>; rel="next", </wiki>; rel="base"') \
+        == "/wiki/api/v2/pages?limit=5&cursor=abc"
+    assert _link_next('</wiki>; rel="base"') is None and _link_next(None) is None
+
+
 def test_all_users_groups_and_anonymous_access():
     with FakeConfluence("datacenter") as wiki:
         wiki.add_user("ana", ["confluence-users"])
@@ -353,6 +369,9 @@ def test_unknown_space_and_bad_arguments(env):
         source(wiki, spaces=[])
     with pytest.raises(ConfigError, match="needs"):
         ConfluenceSource("w", wiki.url, flavor=wiki.flavor, spaces=["ENG"])
+    with pytest.raises(ConfigError, match="must not hold credentials") as e:
+        ConfluenceSource("w", "https://bot:hunter2@wiki.acme.test", flavor="datacenter", spaces=["ENG"], pat="p")
+    assert "hunter2" not in str(e.value)
 
 
 def test_storage_macros_reduce_to_text_or_nothing():

@@ -10,6 +10,7 @@ https://developer.atlassian.com/cloud/confluence/rest/v1/api-group-content-restr
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 from ingest.sources.confluence.acl import group_token, user_token
@@ -18,6 +19,7 @@ from ingest.sources.confluence.records import Attachment, BaseApi, Page, Space, 
 
 V2 = "/wiki/api/v2"
 V1 = "/wiki/rest/api"
+log = logging.getLogger(__name__)
 
 
 class CloudApi(BaseApi):
@@ -54,8 +56,14 @@ class CloudApi(BaseApi):
 
     def _group_name(self, group_id: str, space_key: str) -> str | None:
         if group_id not in self._group_names:
-            body, _ = self.http.get_json(f"{V1}/group/by-id", {"id": group_id},
-                                         what=f"group {group_id} (read permission of space {space_key})")
+            what = f"group {group_id} (read permission of space {space_key})"
+            try:
+                body, _ = self.http.get_json(f"{V1}/group/by-id", {"id": group_id}, what=what)
+            except HttpFailed as exc:
+                if exc.status != 404:
+                    raise
+                log.warning("%s: no such group; its permission is left out", what)
+                body = None
             self._group_names[group_id] = body.get("name") if isinstance(body, dict) else None
         return self._group_names[group_id]
 
@@ -102,11 +110,9 @@ class CloudApi(BaseApi):
         account = self.users.get(user)
         if not account:
             return frozenset()
-        out = set()
-        for results in self.http.cursor_pages(f"{V1}/user/memberof", {"accountId": account, "limit": self.page_size},
-                                              what=f"groups of user {account}", next_base=self.http.base_url + "/wiki"):
-            out.update(t for t in (group_token(g.get("name") or "") for g in results) if t)
-        return frozenset(out)
+        # v1 next links are relative to the /wiki base
+        return self._groups(f"{V1}/user/memberof", {"accountId": account}, f"groups of user {account}",
+                            self.http.base_url + "/wiki")
 
     def page_body(self, page_id: str) -> tuple[str, str, int]:
         return self._page_body(f"{V2}/pages/{page_id}", {"body-format": "storage"}, page_id)

@@ -116,12 +116,7 @@ class DataCenterApi(BaseApi):
         name = self.users.get(user)
         if not name:
             return frozenset()
-        out = set()
-        for g in self._list(f"{API}/user/memberof", {"username": name}, f"groups of user {name}"):
-            tok = group_token(g.get("name") or "")
-            if tok:
-                out.add(tok)
-        return frozenset(out)
+        return self._groups(f"{API}/user/memberof", {"username": name}, f"groups of user {name}", self.http.base_url)
 
     def page_body(self, page_id: str) -> tuple[str, str, int]:
         return self._page_body(f"{API}/content/{page_id}", {"expand": "body.storage,version"}, page_id)

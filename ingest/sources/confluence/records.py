@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 from ingest.sources.confluence.acl import group_token, user_token
 from ingest.sources.confluence.http import ConfluenceHttp, HttpFailed
+
+log = logging.getLogger(__name__)
 
 RESTRICTION_LIMIT = 200
 
@@ -77,6 +80,20 @@ class BaseApi:
         query = {**params, **self.first_page, "limit": self.page_size}
         for results in self.http.cursor_pages(path, query, what=what, next_base=self.http.base_url):
             yield from results
+
+    def _groups(self, path: str, params: dict, what: str, next_base: str) -> frozenset[str]:
+        """A user's group tokens; none for a user Confluence no longer knows (404): they pass no group level."""
+        out = set()
+        try:
+            for results in self.http.cursor_pages(path, {**params, **self.first_page, "limit": self.page_size},
+                                                  what=what, next_base=next_base):
+                out.update(t for t in (group_token(g.get("name") or "") for g in results) if t)
+        except HttpFailed as exc:
+            if exc.status != 404:
+                raise
+            log.warning("%s: not found; that user passes no group permission", what)
+            return frozenset()
+        return frozenset(out)
 
     def _page_body(self, path: str, params: dict, page_id: str) -> tuple[str, str, int]:
         """(storage XHTML, title, version number) of a current page."""

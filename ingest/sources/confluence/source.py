@@ -47,6 +47,9 @@ class ConfluenceSource:
             raise ConfigError(f"Confluence source {name!r}: flavor {flavor!r} is not one of {', '.join(FLAVORS)}")
         if not re.match(r"https?://[^/\s]+", base_url or ""):
             raise ConfigError(f"Confluence source {name!r}: base_url {base_url!r} is not an http(s) URL")
+        if "@" in base_url.split("/")[2]:  # not echoed: it holds a secret
+            raise ConfigError(f"Confluence source {name!r}: base_url must not hold credentials; give email and "
+                              "token (Cloud) or pat (Data Center)")
         spaces = [str(s).strip() for s in (spaces or []) if str(s).strip()]
         if not spaces:
             raise ConfigError(f"Confluence source {name!r}: give at least one space key in spaces")
