@@ -83,7 +83,7 @@ class BaseApi:
 
     def _groups(self, path: str, params: dict, what: str, next_base: str) -> frozenset[str]:
         """A user's group tokens; none for a user Confluence no longer knows (404): they pass no group level."""
-        out = set()
+        out: set[str] = set()
         try:
             for results in self.http.cursor_pages(path, {**params, **self.first_page, "limit": self.page_size},
                                                   what=what, next_base=next_base):
@@ -145,7 +145,7 @@ def read_restriction(http: ConfluenceHttp, path: str, user_key: str, users: dict
                 if tok:
                     tokens.add(tok)
             total, size, limit = part.get("totalSize"), part.get("size", len(results or [])), part.get("limit")
-            more |= (isinstance(total, int) and total > start + size) or (bool(limit) and size >= limit > 0)
+            more |= (isinstance(total, int) and total > start + size) or (isinstance(limit, int) and size >= limit > 0)
             step = min(step, limit) if isinstance(limit, int) and limit > 0 else step
         if not more:
             return frozenset(tokens) if named else None
