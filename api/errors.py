@@ -8,6 +8,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,7 +59,7 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def problems_of(exc: RequestValidationError) -> list[dict]:
+def problems_of(exc: RequestValidationError | ValidationError) -> list[dict]:
     """Each validation problem as {field, message}, the body's own path (`filters.doc_ids.0`) as the field."""
     out = []
     for e in exc.errors():

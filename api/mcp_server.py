@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 KEY_VARIABLE = "LORE_API_KEY"  # `lore mcp` runs as the principal of this API key
 CALLER = "lore.caller"  # the ASGI scope key under which /mcp's authentication leaves the caller
 DOC_URI = "lore://doc/{doc_id}"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_LEVELS: dict[str, LogLevel] = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "CRITICAL"}
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 INSTRUCTIONS = """Lore answers from the company's documents (policies, specs, incident reports) with verified
 citations, under the caller's permissions. Use `ask` for a question (the answer cites passages; status
@@ -74,7 +76,7 @@ class LinkedCitationOut(CitationOut):
 class AskOut(AnswerOut):
     """/v1/ask's answer, each citation with a link to the passage in Lore's web page."""
 
-    citations: list[LinkedCitationOut]
+    citations: list[LinkedCitationOut]  # type: ignore[assignment] # narrower than AnswerOut's, as pydantic allows
 
 
 class NeighbourOut(BaseModel):
@@ -110,10 +112,8 @@ class LoreMCP:
 
     def __init__(self, svc: Services, transport: Literal["stdio", "http"], key: str | None = None) -> None:
         self.svc, self.transport, self.key = svc, transport, key
-        level = svc.settings.log_level.upper()
         self.server = MCPServer("lore", title="Lore", instructions=INSTRUCTIONS, version="1",
-                                log_level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-                                else "WARNING")
+                                log_level=_LEVELS.get(svc.settings.log_level.upper(), "WARNING"))
         self._register()
         self.server.middleware.append(self._resource_list)
 
@@ -168,8 +168,8 @@ class LoreMCP:
                    mode: Literal["hybrid", "dense", "keyword"] = "hybrid") -> SearchOut:
             """Ranked passages you may read (hybrid dense + keyword search), each with its document, section,
             pages, span and text: the same results as POST /v1/search."""
-            return self.call("search", ctx, lambda who, _: ask_routes.search(
-                SearchIn(query=query, top_k=top_k, filters=filters, mode=mode), who, svc))
+            return SearchOut.model_validate(self.call("search", ctx, lambda who, _: ask_routes.search(
+                SearchIn(query=query, top_k=top_k, filters=filters, mode=mode), who, svc)))
 
         @mcp.tool(title="Ask Lore", annotations=READ_ONLY.model_copy(update={"idempotent_hint": False}))
         def ask(ctx: Context, question: Question, history: History = None,
@@ -211,7 +211,7 @@ class LoreMCP:
                                         "page_start": c.page_start, "page_end": c.page_end, "start": c.start,
                                         "end": c.end, "text": c.text} for p, c in near]}
 
-            return self.call("get_passage", ctx, work)
+            return PassageViewOut.model_validate(self.call("get_passage", ctx, work))
 
         @mcp.tool(title="List documents", annotations=READ_ONLY)
         def list_documents(ctx: Context, doc_type: DocType | None = None,
@@ -220,8 +220,8 @@ class LoreMCP:
                            offset: Annotated[int, Field(ge=0)] = 0) -> DocumentListOut:
             """The documents you may read, ordered by source path, with type, version and size (as GET
             /v1/documents); read one whole as the resource lore://doc/{id}."""
-            return self.call("list_documents", ctx, lambda who, _: documents.list_documents(
-                who=who, svc=svc, doc_type=doc_type, q=title_contains, limit=limit, offset=offset))
+            return DocumentListOut.model_validate(self.call("list_documents", ctx, lambda who, _: documents.list_documents(
+                who=who, svc=svc, doc_type=doc_type, q=title_contains, limit=limit, offset=offset)))
 
         @mcp.resource(DOC_URI, name="document", title="Lore document", mime_type="text/plain")
         def document(doc_id: str, ctx: Context) -> str:
