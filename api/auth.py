@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.errors import ConfigError, LoreError, StoreError
+from ingest.sqlite_db import Schema, migrate
 from retriever.types import Principal
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     role TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT, last_used_at TEXT, note TEXT
 );
 """
+SCHEMA = Schema("API keys", (_SCHEMA,), "restore it from a backup, or move it aside and create the API keys again")
 
 
 class Unauthorized(LoreError):
@@ -101,7 +103,7 @@ class KeyStore:
             raise self._unusable(exc) from exc
         try:  # a garbage file opens fine and fails at its first statement
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            migrate(self._db, SCHEMA, self.path)
             self._db.execute("SELECT key_id, secret_sha256, user_id, groups, role, created_at, revoked_at, "
                              "last_used_at, note FROM api_keys LIMIT 1").fetchall()
         except sqlite3.Error as exc:

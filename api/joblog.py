@@ -18,6 +18,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ingest.errors import sqlite_unusable
+from ingest.sqlite_db import Schema, migrate
 
 log = logging.getLogger(__name__)
 OPEN = ("queued", "running")  # a job in one of these when its service dies is interrupted
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     report TEXT, error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT, saved_at TEXT NOT NULL
 );
 """
+SCHEMA = Schema("jobs", (_SCHEMA,), DAMAGED)
 _JSON = ("paths", "acl", "exclude", "progress", "report")
 _MUTABLE = ("status", "progress", "report", "error", "started_at", "finished_at")
 _FIELDS = ("id", "status", "paths", "doc_type", "acl", "exclude", "progress", "report", "error", "created_at",
@@ -62,7 +64,7 @@ class JobLog:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            migrate(self._db, SCHEMA, self.path)
             self._alive = FileLock(str(self._owners / f"{self.owner}.lock"), thread_local=False)
             self._alive.acquire(timeout=0)  # never released: the kernel drops it when this process ends
             self._recover()

@@ -14,6 +14,8 @@ from typing import Callable
 
 from slack_sdk import WebClient
 
+from ingest.sqlite_db import Schema, migrate
+
 log = logging.getLogger(__name__)
 MAX_QUESTION = 2000  # as /v1/ask
 MAX_TURNS = 10  # the last question-answer pairs of a thread given as history
@@ -30,6 +32,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
 """
+SCHEMA = Schema("slack deliveries", (_SCHEMA,), "move slack.db aside: it only remembers which Slack deliveries were answered")
 _CLAIM = ("INSERT INTO deliveries (key, at) VALUES (?, ?) "
           "ON CONFLICT (key) DO UPDATE SET at = excluded.at WHERE deliveries.at <= ?")
 
@@ -148,7 +151,7 @@ class Seen:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+            migrate(db, SCHEMA, path)
             now = self._clock()
             db.execute("DELETE FROM deliveries WHERE at <= ?", (now - self.ttl,))  # also proves the file is writable
             self._next_prune = now + self.prune_every
