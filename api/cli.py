@@ -276,6 +276,9 @@ import api.cli_analytics  # noqa: E402,F401 - registers `lore gaps`, `lore stale
 from api.cli_index import index_app  # noqa: E402 - `lore index check|repair`
 
 app.add_typer(index_app, name="index")
+from api.cli_sources import sources_app  # noqa: E402 - `lore sources ...`
+
+app.add_typer(sources_app, name="sources")
 
 
 def main() -> None:  # pragma: no cover

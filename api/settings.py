@@ -196,6 +196,15 @@ class SlackSettings(BaseModel):
                 raise ConfigError(f"{name}: {exc}") from None
 
 
+class SourcesSettings(BaseModel):
+    tokens: dict[str, SecretStr] = Field(
+        {}, description="credentials per source name, as JSON: LORE_SOURCES__TOKENS='{\"eng-wiki\": \"...\"}' "
+        "(Confluence Cloud: an API token, used with the source's --email; Data Center: a personal access "
+        "token). Never stored in the data dir, logged or returned by the API")
+    schedule: bool = Field(True, description="`lore serve` syncs each source on its interval")
+    max_failures: int = Field(3, ge=1, description="syncs failing in a row before a source shows as failing")
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not echo LORE_LLM__API_KEY
     model_config = SettingsConfigDict(env_prefix="LORE_", env_nested_delimiter="__", extra="ignore",
@@ -213,6 +222,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     audit: AuditSettings = AuditSettings()
     slack: SlackSettings = SlackSettings()
+    sources: SourcesSettings = SourcesSettings()
 
     @field_validator("default_acl")
     @classmethod

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING, Callable
 
 from api.settings import Settings
 from ingest.embedders import Embedder, HashEmbedder, SentenceTransformerEmbedder
+from ingest.errors import ConfigError, LoreError
 from ingest.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:
     from ingest.chroma_store import ChromaChunkStore
     from ingest.pipeline import Ingestor
+    from ingest.sources.base import Source
+    from ingest.sources.registry import SourceConfig, SourceRegistry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # Lore never downloads a model at run time
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -173,3 +176,53 @@ class EvalStack:
 
     def snapshot(self) -> dict:
         return settings_snapshot(self.settings)
+
+
+def source_registry(s: Settings) -> SourceRegistry:
+    from ingest.sources.registry import SourceRegistry
+
+    return SourceRegistry(Path(s.data_dir) / "sources.db")
+
+
+def build_source(s: Settings, cfg: SourceConfig) -> Source:
+    """The configured source, with its credentials from LORE_SOURCES__TOKENS (never from the data dir)."""
+    o = cfg.options
+    match cfg.kind:
+        case "git":
+            from ingest.sources.git import DEFAULT_LINK, GitSource
+
+            return GitSource(cfg.name, o["repo"], branch=o.get("branch") or "main", paths=o.get("paths") or (),
+                             cache_dir=Path(s.data_dir) / "source-cache" / cfg.name,
+                             link=o.get("link") or DEFAULT_LINK, exclude=o.get("exclude") or (), acl=cfg.acl)
+        case "confluence":
+            from ingest.sources.confluence import ConfluenceSource
+
+            secret = s.sources.tokens.get(cfg.name)
+            if secret is None or not secret.get_secret_value():
+                raise ConfigError(f"source {cfg.name!r} needs a token: set LORE_SOURCES__TOKENS='{{\"{cfg.name}\": "
+                                  "\"<API token or personal access token>\"}'")
+            flavor = o.get("flavor") or "cloud"
+            creds = ({"email": o.get("email"), "token": secret.get_secret_value()} if flavor == "cloud"
+                     else {"pat": secret.get_secret_value()})
+            return ConfluenceSource(cfg.name, o["base_url"], flavor=flavor, spaces=o.get("spaces") or (), **creds)
+    raise ConfigError(f"source {cfg.name!r} has kind {cfg.kind!r}, which this Lore cannot sync")
+
+
+def sync_source(s: Settings, name: str, *, ingestor: Ingestor | None = None, allow_empty: bool = False,
+                registry: SourceRegistry | None = None) -> dict:
+    """Sync one configured source and record its report (also when it fails); the report as a dict."""
+    from ingest.sync import SyncReport, Syncer
+
+    reg = registry or source_registry(s)
+    cfg = reg.get(name)
+    run = reg.start(name)
+    try:
+        ing = ingestor or build_ingestor(s)
+        report = Syncer(ing).sync(build_source(s, cfg), doc_type=cfg.doc_type, acl=cfg.acl, owners=cfg.owners,
+                                  allow_empty=allow_empty).to_dict()
+        if report["added"] or report["updated"] or report["deleted"]:
+            refresh_keyword_index(s, ing.store)
+    except LoreError as exc:  # settings, a locked store, a broken cache: recorded like any failed sync
+        report = {**SyncReport(name).to_dict(), "status": "failed", "error": str(exc)}
+    reg.finish(run, report)
+    return report

@@ -29,6 +29,7 @@ from ingest.discover import Candidate, confiner, discover, outside_roots
 from ingest.embedders import Embedder
 from ingest.errors import ConfigError, FileTooLarge, IngestError, StoreLocked, UnreadableFile
 from ingest.formats import ZIP_EXPANSION, parse_file
+from ingest.sources.base import SourceItem
 from ingest.sqlite_store import SqliteStore
 from ingest.titles import title_from_path
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, ParsedDoc, SourceDoc, validate_acl
@@ -72,6 +73,9 @@ class _Pending:
     fingerprint: str
     prev_acl: tuple[str, ...] | None  # the stored version's readers; None for a new document
     fm_acl: tuple[str, ...] | None = None  # the readers its front matter names
+    item: SourceItem | None = None  # set when a source listed it (then cand.path is the item's path there)
+    source: str = ""
+    owners: tuple[str, ...] = ()  # --owner, or the source's configured owners
     parsed: ParsedDoc | None = None
     text: str = ""
     chunks: list[Chunk] = field(default_factory=list)
@@ -112,16 +116,30 @@ def _iso(value: object) -> str | None:
     return None
 
 
-def _updated_at(front_matter: dict, mtime: float) -> str:
+def _updated_at(front_matter: dict, mtime: float, listed: str | None = None) -> str:
+    """Front matter's date, else the source's (last commit, page version), else the file's mtime."""
     for key in ("updated_at", "updated", "last_updated", "last_modified", "date"):
         got = _iso(front_matter.get(key))
         if got:
             return got
-    return datetime.fromtimestamp(mtime, tz=timezone.utc).isoformat()
+    return _iso(listed) or datetime.fromtimestamp(mtime, tz=timezone.utc).isoformat()
+
+
+def owners_of(flag: Sequence[str], front_matter: dict) -> tuple[str, ...]:
+    """--owner (or the source's owners), else front matter `owners:` / `owner:` (a list or one string)."""
+    if flag:
+        return tuple(dict.fromkeys(flag))
+    got = front_matter.get("owners") or front_matter.get("owner") or ()
+    names = [got] if isinstance(got, str) else got if isinstance(got, list) else []
+    return tuple(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
 
 
 def _title(parsed: ParsedDoc, path: Path) -> str:
     return (parsed.title or title_from_path(path)).strip()[:300]
+
+
+def _doc_title(pend: _Pending, parsed: ParsedDoc) -> str:
+    return (pend.item.title if pend.item else "") or _title(parsed, pend.cand.path)
 
 
 def _parse_job(path: str, data: bytes, max_unpacked: int) -> ParsedDoc | IngestError:
@@ -168,8 +186,10 @@ class Ingestor:
 
     # -- public --------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], doc_type: str | None = None, acl: Sequence[str] = (),
-               exclude: Sequence[str] = (), confine: Sequence[str | Path] | None = None) -> IngestReport:
-        """`confine` (see `discover`) keeps the walk inside those folders; None follows links anywhere."""
+               exclude: Sequence[str] = (), confine: Sequence[str | Path] | None = None,
+               owners: Sequence[str] = ()) -> IngestReport:
+        """`confine` (see `discover`) keeps the walk inside those folders; None follows links anywhere.
+        `owners` (--owner) replaces the documents' owners; without it, their front matter names them."""
         if doc_type is not None and doc_type not in DOC_TYPES:
             raise ConfigError(f"--doc-type {doc_type!r} is not one of {', '.join(DOC_TYPES)}")
         acl_tokens = validate_acl(list(acl))
@@ -183,7 +203,8 @@ class Ingestor:
             report.excluded = len(found.excluded)
             for path in found.excluded:
                 self.on_event("excluded", {"path": str(path)})
-            todo = self._plan(found.candidates, doc_type, acl_tokens, report, confiner(confine))
+            owner_tokens = tuple(dict.fromkeys(o.strip() for o in owners if o.strip()))
+            todo = self._plan(found.candidates, doc_type, acl_tokens, report, confiner(confine), owner_tokens)
             self.on_event("plan", {"files": len(found.candidates), "todo": len(todo)})
             self._run(todo, doc_type, acl_tokens, report)
             seen = {str(c.path) for c in found.candidates}
@@ -255,7 +276,8 @@ class Ingestor:
         return "|".join([PARSER_VERSION, self.chunker.fingerprint, self.embedder.model_id, doc_type or ""])
 
     def _plan(self, cands: Sequence[Candidate], doc_type: str | None, acl: tuple[str, ...],
-              report: IngestReport, inside: Callable[[Path], bool] | None = None) -> list[tuple[_Pending, bytes]]:
+              report: IngestReport, inside: Callable[[Path], bool] | None = None,
+              owners: tuple[str, ...] = ()) -> list[tuple[_Pending, bytes]]:
         fp = self._fingerprint(doc_type)
         todo = []
         for cand in cands:
@@ -274,12 +296,14 @@ class Ingestor:
             doc_id = doc_id_for(cand.path)
             version = hashlib.sha256(data).hexdigest()
             prev = self.store.fingerprint(doc_id)
-            prev_acl = self.store.get_document(doc_id).acl if prev is not None else None
-            if prev is not None and prev[0] == version and _same_pipeline(prev[1], fp) and acl in ((), prev_acl):
+            stored = self.store.get_document(doc_id) if prev is not None else None
+            prev_acl = stored.acl if stored is not None else None
+            if (prev is not None and stored is not None and prev[0] == version and _same_pipeline(prev[1], fp)
+                    and acl in ((), prev_acl) and owners in ((), stored.owners)):
                 report.unchanged += 1
                 self.on_event("unchanged", {"path": str(cand.path)})
                 continue
-            todo.append((_Pending(cand, doc_id, version, len(data), st.st_mtime, fp, prev_acl), data))
+            todo.append((_Pending(cand, doc_id, version, len(data), st.st_mtime, fp, prev_acl, owners=owners), data))
         return todo
 
     def _parsed(self, todo: list[tuple[_Pending, bytes]]) -> Iterator[tuple[_Pending, ParsedDoc | IngestError]]:
@@ -322,7 +346,7 @@ class Ingestor:
             except IngestError as err:
                 self._fail(report, err)
                 continue
-            norm, pend.chunks = self.chunker.chunk(pend.doc_id, pend.version, result, _title(result, pend.cand.path))
+            norm, pend.chunks = self.chunker.chunk(pend.doc_id, pend.version, result, _doc_title(pend, result))
             pend.text = norm.text
             batch.append(pend)
             size += len(pend.chunks)
@@ -337,7 +361,7 @@ class Ingestor:
         docs = []
         for pend in batch:
             fm = pend.parsed.front_matter
-            tokens = readers(acl, pend.fm_acl, pend.prev_acl)
+            tokens = readers((pend.item.acl if pend.item else ()) or acl, pend.fm_acl, pend.prev_acl)
             if pend.prev_acl is not None and tokens != pend.prev_acl:
                 change = {"doc_id": pend.doc_id, "path": str(pend.cand.path), "from": list(pend.prev_acl),
                           "to": list(tokens)}
@@ -345,12 +369,15 @@ class Ingestor:
                 log.warning("readers of %s changed from %s to %s", pend.cand.path, change["from"] or ["(default)"],
                             change["to"] or ["(default)"])
                 self.on_event("acl_changed", change)
-            title = _title(pend.parsed, pend.cand.path)
+            item = pend.item
+            title = _doc_title(pend, pend.parsed)
             docs.append(SourceDoc(
-                id=pend.doc_id, uri=str(pend.cand.path), title=title,
+                id=pend.doc_id, uri=item.uri if item else str(pend.cand.path), title=title,
                 doc_type=doc_type_for(pend.cand.path, fm, doc_type), version=pend.version,
-                updated_at=_updated_at(fm, pend.mtime), ingested_at=now, acl=tokens, size=pend.size,
-                chunk_count=len(pend.chunks)))
+                updated_at=_updated_at(fm, pend.mtime, item.updated_at if item else None), ingested_at=now,
+                acl=tokens, size=pend.size, chunk_count=len(pend.chunks),
+                owners=owners_of((item.owners if item else ()) or pend.owners, fm), source=pend.source,
+                external_id=item.external_id if item else ""))
         self._embed([(pend, doc.title) for pend, doc in zip(batch, docs)])
         for pend, doc in zip(batch, docs):
             self.on_event("checkpoint", {"at": "before_vectors", "doc_id": doc.id})

@@ -19,9 +19,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ingest.errors import DocumentNotFound, StoreError, sqlite_unusable
+from ingest.sqlite_db import Schema, migrate
 from ingest.types import Chunk, SourceDoc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the `meta` row of files from before migrations; ingest/sqlite_db.py counts now
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,16 +47,26 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (name TEXT PRIMARY KEY, original TEXT NOT NULL);
 """.replace("@TOKENIZER", FTS_TOKENIZER)
+# migration 2 (issue 18): who keeps each document, and which source (and id in it) it was synced from
+_OWNERS = """
+ALTER TABLE documents ADD COLUMN owners TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE documents ADD COLUMN source TEXT NOT NULL DEFAULT '';
+ALTER TABLE documents ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX documents_source ON documents(source, external_id);
+"""
 DAMAGED = ("move it aside (keep it for a later restore) and ingest your documents again, or restore lore.db "
            "from a backup")
-_DOC_COLS = "doc_id, uri, title, doc_type, version, updated_at, ingested_at, acl, size, chunk_count"
+SCHEMA = Schema("registry", (_SCHEMA, _OWNERS), DAMAGED)
+_DOC_COLS = ("doc_id, uri, title, doc_type, version, updated_at, ingested_at, acl, size, chunk_count, owners, source, "
+             "external_id")
 _CHUNK_COLS = 'chunk_id, doc_id, version, ordinal, text, section, page_start, page_end, start, "end", content_hash, token_count'
 
 
 def _doc(row: sqlite3.Row) -> SourceDoc:
     return SourceDoc(id=row[0], uri=row[1], title=row[2], doc_type=row[3], version=row[4],
                      updated_at=row[5], ingested_at=row[6], acl=tuple(json.loads(row[7])),
-                     size=row[8], chunk_count=row[9])
+                     size=row[8], chunk_count=row[9], owners=tuple(json.loads(row[10])), source=row[11],
+                     external_id=row[12])
 
 
 def _chunk(row: sqlite3.Row) -> Chunk:
@@ -111,7 +122,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        migrate(self._db, SCHEMA, self.path)
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -165,6 +176,11 @@ class SqliteStore:
 
     def documents(self) -> list[SourceDoc]:
         return [_doc(r) for r in self._db.execute(f"SELECT {_DOC_COLS} FROM documents ORDER BY uri")]
+
+    def source_documents(self, source: str) -> dict[str, tuple[SourceDoc, str]]:
+        """A source's stored documents by external id, each with its pipeline fingerprint."""
+        rows = self._db.execute(f"SELECT {_DOC_COLS}, fingerprint FROM documents WHERE source=?", (source,))
+        return {r[12]: (_doc(r), r[13]) for r in rows}
 
     def doc_ids_under(self, prefix: str) -> list[str]:
         """Ids of documents whose uri lies under a folder path (prefix ends with a separator)."""
@@ -222,10 +238,11 @@ class SqliteStore:
             self._bump(db)
             old = self._drop(db, doc.id)
             db.execute(
-                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO documents ({_DOC_COLS}, fingerprint, text, front_matter) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (doc.id, doc.uri, doc.title, doc.doc_type, doc.version, doc.updated_at, doc.ingested_at,
-                 json.dumps(list(doc.acl)), doc.size, len(chunks), fingerprint, text,
-                 json.dumps(front_matter or {}, default=str)))
+                 json.dumps(list(doc.acl)), doc.size, len(chunks), json.dumps(list(doc.owners)), doc.source,
+                 doc.external_id, fingerprint, text, json.dumps(front_matter or {}, default=str)))
             db.executemany("INSERT INTO doc_acl VALUES (?,?)", [(doc.id, t) for t in doc.acl])
             for c in chunks:
                 cur = db.execute(
@@ -306,7 +323,7 @@ class SqliteStore:
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
             q = f"SELECT {_DOC_COLS}, front_matter FROM documents WHERE doc_id IN ({','.join('?' * len(part))})"
-            out.update((r[0], (_doc(r), json.loads(r[10]))) for r in self._db.execute(q, part))
+            out.update((r[0], (_doc(r), json.loads(r[13]))) for r in self._db.execute(q, part))
         return out
 
     # -- crash recovery marker --------------------------------------------------------------------

@@ -56,12 +56,15 @@ class SourceDoc:
     uri: str
     title: str
     doc_type: str
-    version: str  # sha256 of the file's bytes
-    updated_at: str  # ISO 8601, from front matter or file mtime
+    version: str  # sha256 of the content's bytes
+    updated_at: str  # ISO 8601: front matter, else the source's time (last commit, page version), else mtime
     ingested_at: str
     acl: tuple[str, ...]  # empty = the configured default ACL applies
     size: int = 0
     chunk_count: int = 0
+    owners: tuple[str, ...] = ()  # who keeps it: user:/group: tokens or emails (source, front matter, --owner)
+    source: str = ""  # the configured source it was synced from; "" = ingested from files
+    external_id: str = ""  # its id inside that source (stable across renames)
 
 
 @dataclass(frozen=True, slots=True)
