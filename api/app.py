@@ -14,8 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, mcp_server
 from api.deps import Services
 from api.metrics import MetricsMiddleware
-from api.routes import admin, analytics, ask, documents, health, openai_compat, slack, web
+from api.routes import admin, analytics, ask, documents, health, openai_compat, slack, sources, web
 from api.settings import Settings
+from ingest.errors import LoreError
 
 log = logging.getLogger(__name__)
 DESCRIPTION = """Answers from your company's documents with verified citations, under each caller's permissions.
@@ -35,6 +36,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             svc.warm_up()
         svc.audit.purge()  # retention applies from the start, then after each recorded answer
         svc.jobs.reconcile_once()  # files a killed upload left behind, before anyone writes (never fatal)
+        if settings.sources.schedule:
+            try:
+                svc.syncs.start_scheduler()  # each source on its interval (`lore sources add --interval`)
+            except LoreError as exc:  # answers go on; GET /v1/sources shows the same error
+                log.error("source syncs are not scheduled: %s", exc)
         async with app.state.mcp.session_manager.run():  # /mcp's sessions: a mounted app's own lifespan never runs
             yield
         svc.close()
@@ -52,7 +58,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if s.auth == "none":
         app.add_middleware(LoopbackOnly)
     app.add_middleware(SecurityHeaders)  # outermost: its headers go on every response, rejections included
-    for module in (ask, documents, admin, analytics, openai_compat, slack, health, web):
+    for module in (ask, documents, admin, analytics, sources, openai_compat, slack, health, web):
         app.include_router(module.router)
     app.state.mcp = mcp_server.mount(app, svc)  # the MCP server (Streamable HTTP) at /mcp, same callers as /v1
     return app

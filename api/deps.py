@@ -69,6 +69,13 @@ class Services:
 
         return self._once("_jobs", lambda: Jobs(self))
 
+    @property
+    def syncs(self):
+        from api.syncs import Syncs
+
+        return self._once("_syncs", lambda: Syncs(self.settings, wiring.source_registry(self.settings), self.jobs,
+                                                  self.ingestor, self.metrics, self.keyword_index_changed))
+
     def keyword_index_changed(self, wait: bool = False) -> None:
         """After a write: bring the running retriever's keyword index to the new registry generation
         (in the background unless `wait`; searches use FTS5 meanwhile). One index is built, by the
@@ -116,7 +123,7 @@ class Services:
                              "space or fix its permissions") from None
 
     def close(self) -> None:
-        for name in ("_store", "_keys", "_audit", "_jobs"):
+        for name in ("_syncs", "_store", "_keys", "_audit", "_jobs"):
             obj = self.__dict__.get(name)
             if obj is not None and hasattr(obj, "close"):
                 obj.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +31,12 @@ class Metrics:
         self.abstention = Gauge("lore_abstention_ratio", "share of answers that abstained (no_evidence) since start",
                                 registry=r)
         self.tokens = Counter("lore_llm_tokens_total", "LLM tokens used", ["kind"], registry=r)
+        self.source_success = Gauge("lore_source_last_success_timestamp_seconds",
+                                    "when each source last synced successfully (ok or partial)", ["source"], registry=r)
+        self.source_failures = Counter("lore_source_sync_failures_total",
+                                       "syncs that changed nothing because the source failed", ["source"], registry=r)
+        self.source_item_failures = Counter("lore_source_item_failures_total",
+                                            "items a sync could not fetch or parse", ["source"], registry=r)
         self._answered = self._abstained = 0
 
     def observe_answer(self, answer_dict: dict, channel: str) -> None:
@@ -45,6 +52,19 @@ class Metrics:
         for kind, n in (answer_dict.get("usage") or {}).items():
             if kind in ("prompt_tokens", "completion_tokens"):
                 self.tokens.labels(kind.removesuffix("_tokens")).inc(n)
+
+    def observe_sync(self, report: dict) -> None:
+        source = report.get("source", "")
+        if report.get("status") in ("ok", "partial"):
+            finished = report.get("finished_at") or ""
+            try:
+                self.source_success.labels(source).set(datetime.fromisoformat(finished).timestamp())
+            except ValueError:
+                self.source_success.labels(source).set_to_current_time()
+        elif report.get("status") == "failed":
+            self.source_failures.labels(source).inc()
+        if report.get("failed"):
+            self.source_item_failures.labels(source).inc(len(report["failed"]))
 
     def observe_search(self, seconds: float) -> None:
         self.stage.labels("search").observe(seconds)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from api.settings import Settings
 from ingest.embedders import Embedder, HashEmbedder, SentenceTransformerEmbedder
-from ingest.errors import ConfigError, LoreError
+from ingest.errors import ConfigError, LoreError, StoreLocked
 from ingest.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:
@@ -222,7 +222,9 @@ def sync_source(s: Settings, name: str, *, ingestor: Ingestor | None = None, all
                                   allow_empty=allow_empty).to_dict()
         if report["added"] or report["updated"] or report["deleted"]:
             refresh_keyword_index(s, ing.store)
-    except LoreError as exc:  # settings, a locked store, a broken cache: recorded like any failed sync
+    except StoreLocked as exc:  # another writer: not the source's failure
+        report = {**SyncReport(name).to_dict(), "status": "busy", "error": f"{exc}; the next sync tries again"}
+    except LoreError as exc:  # settings, credentials, a broken cache: recorded like any failed sync
         report = {**SyncReport(name).to_dict(), "status": "failed", "error": str(exc)}
     reg.finish(run, report)
     return report
