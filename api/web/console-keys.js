@@ -31,7 +31,7 @@ export async function loadKeys() {
 
 function keyRow(k) {
   const who = k.user || "a service key";
-  const action = k.revoked_at ? el("span", { class: "state state-failed" }, "Revoked ", at(k.revoked_at))
+  const control = k.revoked_at ? el("span", { class: "state state-failed" }, "Revoked ", at(k.revoked_at))
     : k.current ? el("span", { class: "hint", text: "Your key (revoke it with another admin key)" })
       : el("button", { type: "button", class: "btn btn-small btn-danger-quiet", text: "Revoke",
                        "aria-label": "Revoke key " + k.key_id + " (" + who + ")", onclick: () => revoke(k) });
@@ -43,7 +43,7 @@ function keyRow(k) {
     el("td", { text: k.note || "" }),
     el("td", { class: "date" }, at(k.created_at)),
     el("td", { class: "date" }, at(k.last_used_at)),
-    el("td", { class: "actions" }, action));
+    el("td", { class: "actions" }, control));
 }
 
 async function create(event) {
