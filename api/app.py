@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, mcp_server
 from api.deps import Services
 from api.metrics import MetricsMiddleware
-from api.routes import admin, analytics, ask, documents, health, openai_compat, slack, sources, web
+from api.routes import admin, analytics, ask, documents, health, keys, openai_compat, slack, sources, web
 from api.settings import Settings
 from ingest.errors import LoreError
 
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if s.auth == "none":
         app.add_middleware(LoopbackOnly)
     app.add_middleware(SecurityHeaders)  # outermost: its headers go on every response, rejections included
-    for module in (ask, documents, admin, analytics, sources, openai_compat, slack, health, web):
+    for module in (ask, documents, admin, keys, analytics, sources, openai_compat, slack, health, web):
         app.include_router(module.router)
     app.state.mcp = mcp_server.mount(app, svc)  # the MCP server (Streamable HTTP) at /mcp, same callers as /v1
     return app

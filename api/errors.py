@@ -28,6 +28,10 @@ class WrongHost(LoreError):
     """Demo mode: the request is addressed (Host header) to a name other than the loopback address served."""
 
 
+class Conflict(LoreError):
+    """The request contradicts the state it acts on (an admin revoking the key they are signed in with)."""
+
+
 class ForeignOrigin(Forbidden):
     """Demo mode: a browser sent the request from a page of another origin."""
 
@@ -38,12 +42,12 @@ _STATUS: list[tuple[type[LoreError], int, str]] = [
     (NotFound, 404, "not_found"), (DocumentNotFound, 404, "not_found"),
     (TooLarge, 413, "too_large"), (FileTooLarge, 413, "too_large"),
     (UnsupportedFormat, 415, "unsupported_type"), (IngestError, 422, "unprocessable_document"),
-    (StoreLocked, 409, "busy"), (StoreError, 503, "store_unavailable"),
+    (StoreLocked, 409, "busy"), (Conflict, 409, "conflict"), (StoreError, 503, "store_unavailable"),
     (ConfigError, 400, "bad_request"), (LoreError, 400, "bad_request"),
 ]
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 406: "not_acceptable", 413: "too_large", 415: "unsupported_type",
-               421: "misdirected_request", 422: "invalid_request"}
+               409: "conflict", 421: "misdirected_request", 422: "invalid_request"}
 
 
 def status_of(exc: LoreError) -> tuple[int, str]:

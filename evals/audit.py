@@ -77,7 +77,23 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: only records older than
 CREATE TRIGGER IF NOT EXISTS feedback_keep BEFORE DELETE ON feedback
 WHEN (SELECT retention_days FROM policy) IS NULL OR OLD.recorded_at >= {_NOW_MINUS}
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: only records older than the retention period go'); END;
+-- what admins did (uploads, deletions, ingests, keys): who, action, target, outcome, when; never a key's secret
+CREATE TABLE IF NOT EXISTS admin_actions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, recorded_at TEXT NOT NULL, user_id TEXT, key_id TEXT, role TEXT NOT NULL,
+    via TEXT NOT NULL, action TEXT NOT NULL, target TEXT, outcome TEXT NOT NULL, detail TEXT
+);
+CREATE INDEX IF NOT EXISTS admin_actions_time ON admin_actions(recorded_at);
+CREATE TRIGGER IF NOT EXISTS admin_actions_no_update BEFORE UPDATE ON admin_actions
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: admin actions cannot be changed'); END;
+CREATE TRIGGER IF NOT EXISTS admin_actions_no_replace BEFORE INSERT ON admin_actions
+WHEN EXISTS (SELECT 1 FROM admin_actions WHERE seq = NEW.seq)
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: admin actions cannot be replaced'); END;
+CREATE TRIGGER IF NOT EXISTS admin_actions_keep BEFORE DELETE ON admin_actions
+WHEN (SELECT retention_days FROM policy) IS NULL OR OLD.recorded_at >= {_NOW_MINUS}
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: only records older than the retention period go'); END;
 """
+ACTIONS = ("document.upload", "document.delete", "ingest.start", "key.create", "key.revoke")
+OUTCOMES = ("succeeded", "failed", "denied")
 _COLUMNS = ("seq, trace_id, recorded_at, user_id, groups, role, via, key_id, channel, context, question, status, "
             "confidence, answer, citations, sources, latency_ms, retrieve_ms, answer_ms, models, usage, redactions")
 
@@ -117,6 +133,27 @@ class Feedback:
     def to_dict(self) -> dict:
         return {"trace_id": self.trace_id, "rating": self.rating, "comment": self.comment,
                 "recorded_at": self.recorded_at, "user": self.user_id, "key_id": self.key_id, "channel": self.channel}
+
+
+@dataclass(frozen=True, slots=True)
+class AdminAction:
+    """One admin action as recorded: who did what to which target, and how it ended (detail: why it failed)."""
+
+    seq: int
+    recorded_at: str
+    user_id: str | None
+    key_id: str | None
+    role: str
+    via: str
+    action: str
+    target: str | None
+    outcome: str
+    detail: str | None
+
+    def to_dict(self) -> dict:
+        return {"seq": self.seq, "recorded_at": self.recorded_at, "user": self.user_id, "key_id": self.key_id,
+                "role": self.role, "via": self.via, "action": self.action, "target": self.target,
+                "outcome": self.outcome, "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +281,38 @@ class AuditLog:
                          self._mask(comment)[0] if comment else None))
         return {"trace_id": trace_id, "rating": rating, "recorded_at": at}
 
+    def record_action(self, *, caller, action: str, target: str | None, outcome: str,
+                      detail: str | None = None) -> None:
+        """Append one admin action (caller: api.auth.Caller); `detail` must never hold a secret."""
+        if action not in ACTIONS or outcome not in OUTCOMES:
+            raise ConfigError(f"admin action {action!r} / outcome {outcome!r}: the action is one of "
+                              f"{', '.join(ACTIONS)} and the outcome one of {', '.join(OUTCOMES)}")
+        row = (utc_iso(self._clock()), caller.principal.user_id, caller.key_id, caller.role, caller.via, action,
+               _utf8(target), outcome, _utf8(detail))
+        with self._lock:
+            self._write("INSERT INTO admin_actions (recorded_at, user_id, key_id, role, via, action, target, outcome, "
+                        "detail) VALUES (?,?,?,?,?,?,?,?,?)", row)
+
+    def actions(self, *, since: datetime | None = None, until: datetime | None = None, action: str | None = None,
+                user: str | None = None, outcome: str | None = None, limit: int = 100,
+                offset: int = 0) -> tuple[list[AdminAction], int]:
+        """One page of admin actions, newest first, and how many match; `since` inclusive, `until` exclusive."""
+        if not 1 <= limit <= 500 or offset < 0:
+            raise ConfigError(f"limit must be 1-500 and offset >= 0, got limit={limit}, offset={offset}")
+        where, args = ["1=1"], []
+        for sql, value in (("action = ?", action), ("user_id = ?", user), ("outcome = ?", outcome),
+                           ("recorded_at >= ?", since and utc_iso(since)), ("recorded_at < ?", until and utc_iso(until))):
+            if value is not None:
+                where.append(sql)
+                args.append(value)
+        cond = " AND ".join(where)
+        with self._lock:
+            total = self._read(f"SELECT count(*) FROM admin_actions WHERE {cond}", args)[0][0]
+            rows = self._read("SELECT seq, recorded_at, user_id, key_id, role, via, action, target, outcome, detail "
+                              f"FROM admin_actions WHERE {cond} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                              (*args, limit, offset))
+        return [AdminAction(*r) for r in rows], total
+
     @staticmethod
     def _visible(caller) -> tuple[str, tuple]:
         if caller.is_admin:
@@ -337,6 +406,7 @@ class AuditLog:
                 # the same cutoff expression as the triggers, so purge never asks for more than they allow
                 answers = self._db.execute(f"DELETE FROM answers WHERE recorded_at < {_NOW_MINUS}").rowcount
                 feedback = self._db.execute(f"DELETE FROM feedback WHERE recorded_at < {_NOW_MINUS}").rowcount
+                self._db.execute(f"DELETE FROM admin_actions WHERE recorded_at < {_NOW_MINUS}")
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:

@@ -1,19 +1,27 @@
-"""Feedback on answers (POST /v1/feedback, any caller) and the audit log (GET /v1/audit, admins)."""
+"""Feedback on answers (POST /v1/feedback, any caller), the audit log (GET /v1/audit, admins) and the record of
+admin actions (GET /v1/audit/actions; `audited` and `admin_for` write it for the routes that change things)."""
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Iterator, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
-from api.auth import Caller
+from api.auth import Caller, Forbidden
 from api.deps import Services, admin, caller, services
+from api.errors import status_of
 from api.schemas import Strict, Text, errors
+from ingest.errors import LoreError
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["audit"])
+Action = Literal["document.upload", "document.delete", "ingest.start", "key.create", "key.revoke"]
+Outcome = Literal["succeeded", "failed", "denied"]
 Status = Literal["answered", "extractive", "no_evidence"]
 Channel = Literal["api", "web", "slack", "openai", "mcp"]
 Rating = Literal["up", "down"]
@@ -149,3 +157,91 @@ def audit(
                                      user=user, status=status, channel=channel, trace_id=trace_id, rating=rating,
                                      limit=limit, offset=offset)
     return {"records": [r.to_dict() for r in records], "total": total, "limit": limit, "offset": offset}
+
+
+# ---- admin actions ------------------------------------------------------------------------------
+
+class AdminActionOut(BaseModel):
+    seq: int = Field(..., description="position in the record; increases with every action, never reused")
+    recorded_at: str = Field(..., description="UTC, ISO 8601")
+    user: str | None = Field(..., description="the acting admin's user id")
+    key_id: str | None = Field(..., description="the API key it used (never the key itself)")
+    role: str
+    via: str = Field(..., description="how the caller authenticated: key, proxy or demo")
+    action: Action
+    target: str | None = Field(..., description="the document id or file name, the ingested paths, the key id")
+    outcome: Outcome = Field(..., description="denied: the caller is not an admin")
+    detail: str | None = Field(..., description="what it did (a title, a key's user and role) or why it failed")
+
+
+class AdminActionPage(BaseModel):
+    actions: list[AdminActionOut]
+    total: int = Field(..., description="actions matching the filters")
+    limit: int
+    offset: int
+
+
+class Acting:
+    """What an admin action touched, for its audit record: a route sets `target` and `detail` as it learns them."""
+
+    def __init__(self, target: str | None) -> None:
+        self.target = target
+        self.detail: str | None = None
+
+
+def _record(svc: Services, who: Caller, action: str, target: str | None, outcome: str, detail: str | None) -> None:
+    try:
+        svc.audit.record_action(caller=who, action=action, target=target, outcome=outcome, detail=detail)
+    except LoreError as exc:  # the action itself is done (or refused): say so loudly, but do not undo the answer
+        log.error("could not record admin action %s on %s by key %s (%s) in the audit log: %s", action, target,
+                  who.key_id, outcome, exc)
+
+
+@contextmanager
+def audited(svc: Services, who: Caller, action: str, target: str | None = None) -> Iterator[Acting]:
+    """`with audited(svc, who, "document.delete", doc_id) as act: ...`: one record, succeeded or failed (why)."""
+    act = Acting(target)
+    try:
+        yield act
+    except LoreError as exc:
+        _record(svc, who, action, act.target, "failed", f"{status_of(exc)[1]}: {exc}")
+        raise
+    except Exception:
+        _record(svc, who, action, act.target, "failed", "internal error")
+        raise
+    _record(svc, who, action, act.target, "succeeded", act.detail)
+
+
+def admin_for(action: str) -> Callable[..., Caller]:
+    """`Depends(admin_for("document.delete"))`: the admin check itself (deps.admin), and a refusal is recorded."""
+
+    def check(request: Request, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Caller:
+        try:
+            return admin(who)
+        except Forbidden as exc:
+            _record(svc, who, action, next(iter(request.path_params.values()), None), "denied", str(exc))
+            raise
+
+    return check
+
+
+@router.get("/audit/actions", response_model=AdminActionPage, responses=errors(401, 403, 422, 503),
+            summary="Read the record of admin actions (admin)")
+def admin_actions(
+    svc: Services = Depends(services), _: Caller = Depends(admin),
+    since: Annotated[str | None, Query(max_length=40, description="from this ISO date or date-time, inclusive",
+                                       examples=["2025-03-01"])] = None,
+    until: Annotated[str | None, Query(max_length=40, description="up to this date-time, exclusive; a bare "
+                                       "date includes that whole day")] = None,
+    action: Action | None = None,
+    user: Annotated[str | None, Query(max_length=128, description="the acting admin's user id")] = None,
+    outcome: Outcome | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> dict:
+    """Uploads, deletions, ingest starts, key creations and revocations, newest first: when, who (user, key id,
+    role), what, on which target, and whether it succeeded, failed (and why) or was denied (not an admin).
+    A created key's secret is never recorded."""
+    records, total = svc.audit.actions(since=_instant(since, "since", False), until=_instant(until, "until", True),
+                                       action=action, user=user, outcome=outcome, limit=limit, offset=offset)
+    return {"actions": [r.to_dict() for r in records], "total": total, "limit": limit, "offset": offset}

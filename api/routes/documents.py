@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Caller
 from api.deps import Services, admin, caller, services
+from api.routes.admin import admin_for, audited
 from api.schemas import PassageFields, errors
 from ingest.errors import DocumentNotFound, NotFound
 from ingest.formats import SUPPORTED
@@ -238,40 +239,47 @@ def upload_document(file: UploadFile = File(..., description=f"one file: {', '.j
                     doc_type: DocType | None = Form(None, description="default: front matter, else other"),
                     acl: str | None = Form(None, max_length=2000, description="comma-separated: public, "
                                            "user:ID, group:NAME; default: front matter, then LORE_DEFAULT_ACL"),
-                    who: Caller = Depends(admin), svc: Services = Depends(services)) -> dict:
+                    who: Caller = Depends(admin_for("document.upload")), svc: Services = Depends(services)) -> dict:
     """The file is checked (extension and content must agree: 415 otherwise), stored under
     DATA_DIR/uploads with a sanitized name and ingested before the response. Uploading a file with
     the same name again replaces the previous version of that document. A file the parser cannot
     read (empty, encrypted, corrupt) is 422 and changes nothing. Bodies over LORE_SERVER__MAX_UPLOAD_MB
     are 413; 409 while an ingest job runs."""
-    data = file.file.read()
     tokens = [t.strip() for t in (acl or "").split(",") if t.strip()]
-    doc, report = svc.jobs.upload(file.filename, data, doc_type, tokens)
+    with audited(svc, who, "document.upload", file.filename) as act:
+        doc, report = svc.jobs.upload(file.filename, file.file.read(), doc_type, tokens)
+        act.target = doc.id
+        act.detail = (f"{file.filename} as {doc.title!r} ({doc.doc_type}), acl {','.join(doc.acl) or 'default'}, "
+                      f"{report['chunks']} chunks")
     return {"document": _doc(svc, doc, who), "report": report}
 
 
 @router.delete("/documents/{doc_id}", response_model=DeletedOut, responses=errors(401, 403, 404, 409),
                summary="Delete a document (admin)")
-def delete_document(doc_id: str = Path(..., max_length=300), _: Caller = Depends(admin),
+def delete_document(doc_id: str = Path(..., max_length=300), who: Caller = Depends(admin_for("document.delete")),
                     svc: Services = Depends(services)) -> dict:
     """Removes the document and its passages from every index at once, so search and answers stop
     citing it, and deletes its file when it was uploaded. A document ingested from a folder comes
     back if that folder is ingested again while the file is still there."""
-    if svc.store.get_document(doc_id) is None:
-        raise NotFound(f"no document with id {doc_id!r}; list ids with GET /v1/documents")
-    doc = svc.jobs.delete(doc_id)
+    with audited(svc, who, "document.delete", doc_id) as act:
+        if svc.store.get_document(doc_id) is None:
+            raise NotFound(f"no document with id {doc_id!r}; list ids with GET /v1/documents")
+        doc = svc.jobs.delete(doc_id)
+        act.detail = f"{doc.title!r} ({doc.uri})"
     return {"deleted": doc.id, "title": doc.title}
 
 
 @router.post("/ingest", status_code=202, response_model=JobOut, responses=errors(400, 401, 403, 409, 413, 422),
              summary="Ingest server folders in the background (admin)")
-def start_ingest(body: IngestIn, response: Response, _: Caller = Depends(admin),
+def start_ingest(body: IngestIn, response: Response, who: Caller = Depends(admin_for("ingest.start")),
                  svc: Services = Depends(services)) -> dict:
     """Every path must lie inside LORE_SERVER__INGEST_ROOTS once links are followed (400 otherwise,
     also for '..' and for folders holding links that lead outside). Unchanged files are skipped, and
     documents under an ingested folder whose files are gone are removed. One write at a time: 409
     while another job, upload or deletion runs. Follow the job at the Location header's URL."""
-    job = svc.jobs.start(body.paths, body.doc_type, body.acl, body.exclude)
+    with audited(svc, who, "ingest.start", ", ".join(body.paths)) as act:
+        job = svc.jobs.start(body.paths, body.doc_type, body.acl, body.exclude)
+        act.detail = f"job {job.id}, doc type {body.doc_type or 'default'}, acl {','.join(body.acl) or 'default'}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job.to_dict()
 

@@ -21,7 +21,8 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 JS = "text/javascript; charset=utf-8"
 CSS = "text/css; charset=utf-8"
 ASSETS = {"app.js": JS, "api.js": JS, "signin.js": JS, "view.js": JS, "style.css": CSS, "favicon.svg": "image/svg+xml",
-          "admin.js": JS, "charts.js": JS, "admin.css": CSS}
+          "admin.js": JS, "charts.js": JS, "admin.css": CSS, "console.js": JS, "console-util.js": JS,
+          "console-docs.js": JS, "console-jobs.js": JS, "console-keys.js": JS}
 # documents are untrusted: no inline script or style, nothing fetched from elsewhere, no framing
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

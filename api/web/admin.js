@@ -1,10 +1,12 @@
-// Lore's admin page: knowledge gaps, stale sources and conflicts, with charts. Needs an admin key.
+// Lore's admin page: knowledge gaps, stale sources and conflicts, with charts, and the console's other tabs
+// (console.js: documents, uploads, jobs, keys, sources). Needs an admin key.
 // Server data (questions, titles, quotes) only ever becomes text nodes, as on the main page (view.js).
 
 import { KEY, getJSON } from "./api.js";
 import { resume, signInHandler } from "./signin.js";
 import { hbars, sparkline } from "./charts.js";
 import { badge, deepLink, el, show } from "./view.js";
+import { clearConsole, enterConsole, wireConsole } from "./console.js";
 
 const $ = (id) => document.getElementById(id);
 const SECTIONS = ["gaps", "stale", "conflicts"];
@@ -58,15 +60,16 @@ function enter(me) {
   only("app");
   readFilters();
   loadAll(true);
+  enterConsole(me, { signOut, denied });
 }
 
 function denied(me) {
   clearData();
   only("denied");
   const who = !me || !me.user ? "This key" : me.via === "key" ? me.user + "’s key" : "The account " + me.user;
-  $("denied-text").textContent = who + " has the " + ((me && me.role) || "reader") + " role. Knowledge gaps, "
-    + "stale sources and conflicts read every recorded question and every document whatever its access list, "
-    + "so they need an admin key. Ask an administrator for one, or keep asking questions on the main page.";
+  $("denied-text").textContent = who + " has the " + ((me && me.role) || "reader") + " role. The admin console "
+    + "(knowledge gaps, stale sources, conflicts, documents, uploads, ingest jobs and API keys) reads every "
+    + "recorded question and every document whatever its access list, so it needs an admin key. Ask an administrator for one, or keep asking questions on the main page.";
   $("denied-title").focus();
 }
 
@@ -77,6 +80,7 @@ function signOut(message) {
 
 // nothing from the reports stays in the page once the admin is gone
 function clearData() {
+  clearConsole();
   for (const name of SECTIONS) {
     state.seq[name]++; // and whatever is still on its way is dropped
     clearSection(name);
@@ -126,7 +130,7 @@ function apply(event) {
   if (f.since) q.set("since", f.since);
   if (f.until) q.set("until", f.until);
   if (f.period !== "week") q.set("period", f.period);
-  history.replaceState(null, "", "/admin" + (q.toString() ? "?" + q.toString() : ""));
+  history.replaceState(null, "", "/admin" + (q.toString() ? "?" + q.toString() : "") + location.hash);
   markPreset();
   loadAll(false);
 }
@@ -344,6 +348,7 @@ function wire() {
   $("filters").addEventListener("submit", apply);
   $("period").addEventListener("change", () => apply(null));
   for (const b of document.querySelectorAll(".presets button")) b.addEventListener("click", preset);
+  wireConsole();
   resume(enter, signInView);
 }
 

@@ -73,3 +73,26 @@ export async function* events(body) {
   if (buf) yield* line(buf.replace(/\r$/, "")); // a stream cut before its blank line still ends its event
   yield* line("");
 }
+
+// fetch() cannot report upload progress: a multipart upload goes through XMLHttpRequest, with the same key
+// and the same errors as call(). onProgress gets the fraction sent (0..1); the promise the JSON body.
+export function uploadFile(path, form, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    const h = headers();
+    for (const [k, v] of Object.entries(h)) xhr.setRequestHeader(k, v);
+    xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON: a proxy's page */ }
+      if (xhr.status >= 200 && xhr.status < 300 && body) { resolve(body); return; }
+      const e = body && body.error;
+      reject(new ApiError(xhr.status, (e && e.code) || "http_" + xhr.status,
+                          (e && e.message) || "The Lore service answered " + xhr.status + " " + xhr.statusText + "."));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, "network", "Could not reach the Lore service; "
+                                                            + "check your connection and try again.")));
+    xhr.send(form);
+  });
+}
