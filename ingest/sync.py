@@ -132,16 +132,20 @@ class Syncer:
     def _fetch(self, source: Source, item: SourceItem, report: SyncReport) -> bytes | None:
         where = item.path or item.name
         if format_of(item.name) is None:
-            return self._failed(report, where, f"{item.name} is not a format Lore reads; exclude it at the source")
+            self._failed(report, where, f"{item.name} is not a format Lore reads; exclude it at the source")
+            return None
         try:
             data = source.fetch(item)
         except ItemUnavailable as exc:
-            return self._failed(report, where, exc.reason)
+            self._failed(report, where, exc.reason)
+            return None
         except SourceError as exc:
-            return self._failed(report, where, str(exc))
+            self._failed(report, where, str(exc))
+            return None
         if len(data) > self.ingestor.max_file_bytes:
-            return self._failed(report, where, f"is {len(data) / 2**20:.1f} MiB, over the "
-                                f"{self.ingestor.max_file_bytes / 2**20:.0f} MiB limit (LORE_INGEST__MAX_FILE_MB)")
+            self._failed(report, where, f"is {len(data) / 2**20:.1f} MiB, over the "
+                         f"{self.ingestor.max_file_bytes / 2**20:.0f} MiB limit (LORE_INGEST__MAX_FILE_MB)")
+            return None
         return data
 
     def _failed(self, report: SyncReport, where: str, reason: str) -> None:

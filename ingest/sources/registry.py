@@ -9,6 +9,7 @@ Secrets are never stored here: they are settings (LORE_SOURCE_TOKENS), looked up
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import threading
@@ -121,7 +122,7 @@ class SourceRegistry:
                              "(SELECT id FROM runs WHERE source=(SELECT source FROM runs WHERE id=?) "
                              "ORDER BY id DESC LIMIT ?)", (run, run, KEEP_RUNS))
 
-    def runs(self, name: str, limit: int = 10) -> list[dict]:
+    def runs(self, name: str, limit: int = 10) -> builtins.list[dict]:
         """The latest reports first; a run that never finished (the process died) says so."""
         rows = self._db.execute("SELECT id, started_at, status, report FROM runs WHERE source=? "
                                 "ORDER BY id DESC LIMIT ?", (name, limit)).fetchall()
