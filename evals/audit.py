@@ -27,6 +27,7 @@ from typing import Callable, Iterator, overload
 
 from evals.redact import scan
 from ingest.errors import ConfigError, NotFound, sqlite_unusable
+from ingest.sqlite_db import Schema, migrate
 
 log = logging.getLogger(__name__)
 CHANNELS = ("api", "web", "slack", "openai", "mcp")
@@ -77,7 +78,10 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: only records older than
 CREATE TRIGGER IF NOT EXISTS feedback_keep BEFORE DELETE ON feedback
 WHEN (SELECT retention_days FROM policy) IS NULL OR OLD.recorded_at >= {_NOW_MINUS}
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: only records older than the retention period go'); END;
--- what admins did (uploads, deletions, ingests, keys): who, action, target, outcome, when; never a key's secret
+"""
+# migration 2: what admins did (uploads, deletions, ingests, keys): who, action, target, outcome, when; never a
+# key's secret
+_ADMIN_ACTIONS = f"""
 CREATE TABLE IF NOT EXISTS admin_actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, recorded_at TEXT NOT NULL, user_id TEXT, key_id TEXT, role TEXT NOT NULL,
     via TEXT NOT NULL, action TEXT NOT NULL, target TEXT, outcome TEXT NOT NULL, detail TEXT
@@ -92,6 +96,7 @@ CREATE TRIGGER IF NOT EXISTS admin_actions_keep BEFORE DELETE ON admin_actions
 WHEN (SELECT retention_days FROM policy) IS NULL OR OLD.recorded_at >= {_NOW_MINUS}
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: only records older than the retention period go'); END;
 """
+SCHEMA = Schema("audit", (_SCHEMA, _ADMIN_ACTIONS), DAMAGED)
 ACTIONS = ("document.upload", "document.delete", "ingest.start", "key.create", "key.revoke")
 OUTCOMES = ("succeeded", "failed", "denied")
 _COLUMNS = ("seq, trace_id, recorded_at, user_id, groups, role, via, key_id, channel, context, question, status, "
@@ -216,7 +221,7 @@ class AuditLog:
             raise sqlite_unusable(self.path, exc, DAMAGED) from exc
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            migrate(self._db, SCHEMA, self.path)
             self._db.execute("UPDATE policy SET retention_days=? WHERE id=1", (retention_days,))
         except sqlite3.Error as exc:
             self._db.close()

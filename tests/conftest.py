@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 # The developer's own settings (LORE_* in their shell) never reach a test: every test starts from the
 # defaults plus what the suite itself sets.
-for _name in [k for k in os.environ if k.startswith("LORE_")]:
+for _name in [k for k in os.environ if k.startswith("LORE_") and k != "LORE_SCREENSHOTS"]:  # a test switch
     del os.environ[_name]
 
 REPO = Path(__file__).resolve().parents[1]

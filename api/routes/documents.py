@@ -34,6 +34,8 @@ class DocumentOut(BaseModel):
     chunk_count: int
     uploaded: bool = Field(..., description="stored by POST /v1/documents (deleting it deletes the file too)")
     acl: list[str] | None = Field(None, description="who may read it (admins only; empty = the default ACL)")
+    owners: list[str] = Field([], description="who keeps it (from its source, front matter or --owner)")
+    source: str | None = Field(None, description="the source it is synced from; null = ingested from files")
 
 
 class DocumentListOut(BaseModel):
@@ -141,7 +143,8 @@ class JobListOut(BaseModel):
 def _doc(svc: Services, d: SourceDoc, who: Caller) -> dict:
     return {"id": d.id, "title": d.title, "uri": d.uri, "doc_type": d.doc_type, "version": d.version,
             "updated_at": d.updated_at, "ingested_at": d.ingested_at, "size": d.size, "chunk_count": d.chunk_count,
-            "uploaded": svc.jobs.is_upload(d), "acl": list(d.acl) if who.is_admin else None}
+            "uploaded": svc.jobs.is_upload(d), "acl": list(d.acl) if who.is_admin else None,
+            "owners": list(d.owners), "source": d.source or None}
 
 
 def _chunk(c: Chunk) -> dict:
