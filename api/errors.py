@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import Forbidden, Unauthorized
-from ingest.errors import (ConfigError, DocumentNotFound, FileTooLarge, IngestError, LoreError, NotFound,
-                           StoreError, StoreLocked, UnsupportedFormat)
+from ingest.errors import (ConfigError, DocumentNotFound, FileTooLarge, IngestError, InvalidInput, LoreError,
+                           NotFound, StoreError, StoreLocked, UnsupportedFormat)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ _STATUS: list[tuple[type[LoreError], int, str]] = [
     (TooLarge, 413, "too_large"), (FileTooLarge, 413, "too_large"),
     (UnsupportedFormat, 415, "unsupported_type"), (IngestError, 422, "unprocessable_document"),
     (StoreLocked, 409, "busy"), (Conflict, 409, "conflict"), (StoreError, 503, "store_unavailable"),
-    (ConfigError, 400, "bad_request"), (LoreError, 400, "bad_request"),
+    (InvalidInput, 400, "bad_request"), (ConfigError, 400, "bad_request"), (LoreError, 400, "bad_request"),
 ]
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 406: "not_acceptable", 413: "too_large", 415: "unsupported_type",

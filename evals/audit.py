@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator, overload
 
 from evals.redact import scan
-from ingest.errors import ConfigError, NotFound, sqlite_unusable
+from ingest.errors import ConfigError, InvalidInput, NotFound, sqlite_unusable
 from ingest.sqlite_db import Schema, migrate
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class AuditLog:
                context: dict | None = None) -> None:
         """Append one answered question (caller: api.auth.Caller; answer: Answer.to_dict())."""
         if channel not in CHANNELS:
-            raise ConfigError(f"audit channel {channel!r} is not one of {', '.join(CHANNELS)}")
+            raise InvalidInput(f"audit channel {channel!r} is not one of {', '.join(CHANNELS)}")
         q, counts = self._mask(question)
         citations = [{"marker": c.get("marker"), "doc_id": c.get("doc_id"), "chunk_id": c.get("chunk_id"),
                       "title": c.get("title"), "uri": c.get("uri"), "version": c.get("version"),
@@ -269,9 +269,9 @@ class AuditLog:
                  channel: str = "api") -> dict:
         """Rate an answer the caller was given (admins: any answer); NotFound when there is none."""
         if rating not in RATINGS:
-            raise ConfigError(f"rating {rating!r} is not one of {', '.join(RATINGS)}")
+            raise InvalidInput(f"rating {rating!r} is not one of {', '.join(RATINGS)}")
         if channel not in CHANNELS:
-            raise ConfigError(f"feedback channel {channel!r} is not one of {', '.join(CHANNELS)}")
+            raise InvalidInput(f"feedback channel {channel!r} is not one of {', '.join(CHANNELS)}")
         mine, args = self._visible(caller)
         trace_id, at = _utf8(trace_id), utc_iso(self._clock())
         with self._lock:
@@ -303,7 +303,7 @@ class AuditLog:
                 offset: int = 0) -> tuple[list[AdminAction], int]:
         """One page of admin actions, newest first, and how many match; `since` inclusive, `until` exclusive."""
         if not 1 <= limit <= 500 or offset < 0:
-            raise ConfigError(f"limit must be 1-500 and offset >= 0, got limit={limit}, offset={offset}")
+            raise InvalidInput(f"limit must be 1-500 and offset >= 0, got limit={limit}, offset={offset}")
         where, args = ["1=1"], []
         for sql, value in (("action = ?", action), ("user_id = ?", user), ("outcome = ?", outcome),
                            ("recorded_at >= ?", since and utc_iso(since)), ("recorded_at < ?", until and utc_iso(until))):
@@ -330,7 +330,7 @@ class AuditLog:
               rating: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[AuditRecord], int]:
         """One page of records, newest first, and how many match; `since` inclusive, `until` exclusive."""
         if not 1 <= limit <= 500 or offset < 0:
-            raise ConfigError(f"limit must be 1-500 and offset >= 0, got limit={limit}, offset={offset}")
+            raise InvalidInput(f"limit must be 1-500 and offset >= 0, got limit={limit}, offset={offset}")
         where, args = ["1=1"], []
         for column, value in (("user_id", user), ("status", status), ("channel", channel), ("trace_id", trace_id)):
             if value is not None:

@@ -14,6 +14,13 @@ class ConfigError(LoreError):
     """A setting or argument is invalid; the message names it and the fix."""
 
 
+class InvalidInput(LoreError):
+    """A request's input (a query, a filter, a rating, a name) is invalid; the message names the field and the fix.
+
+    Not a ConfigError: the caller sent it, the service is configured fine (HTTP 400/422, CLI exit 2).
+    """
+
+
 class StoreError(LoreError):
     """The knowledge base storage is unreachable, locked or inconsistent."""
 

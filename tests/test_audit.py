@@ -14,7 +14,7 @@ import evals.audit
 from api.auth import Caller
 from evals.audit import AuditLog
 from evals.redact import luhn, redact, scan
-from ingest.errors import ConfigError, NotFound
+from ingest.errors import ConfigError, InvalidInput, NotFound
 from retriever.types import Principal
 
 SAM = Caller(Principal("sam", ()), "reader", "key", "k-sam")
@@ -118,12 +118,12 @@ def test_text_sqlite_cannot_store_is_replaced_not_fatal(log):
 
 
 def test_bad_arguments_are_named(tmp_path, log):
-    with pytest.raises(ConfigError, match="channel 'fax'"):
+    with pytest.raises(InvalidInput, match="channel 'fax'"):
         log.record(caller=SAM, channel="fax", question="q", answer=answer(), latency_ms=1)
     with pytest.raises(ConfigError, match="retention_days"):
         AuditLog(tmp_path / "x.db", retention_days=0)
     log.record(caller=SAM, channel="api", question="q", answer=answer("t"), latency_ms=1)
-    with pytest.raises(ConfigError, match="rating 'meh'"):
+    with pytest.raises(InvalidInput, match="rating 'meh'"):
         log.feedback(caller=SAM, trace_id="t", rating="meh")
 
 
@@ -256,7 +256,7 @@ def test_query_filters_and_pages(log, clock):
     assert traces(since=now - timedelta(days=3, hours=1), until=now - timedelta(days=1, hours=1)) == (["t4", "t3"], 2)
     assert traces(limit=2, offset=1) == (["t4", "t3"], 6)
     assert traces(trace_id="t2") == (["t2"], 1)
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidInput):
         log.query(limit=0)
 
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import SAMPLES
 
 from ingest.chroma_store import ChromaChunkStore
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, InvalidInput
 from ingest.pipeline import Ingestor, doc_id_for
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DEFAULT_ACL_MARK
@@ -415,25 +415,25 @@ def test_filter(kb, reachable, mode, name, make, expected):
     (lambda: Filters(metadata=(("owner", None),)), "metadata filter 'owner'"),
     (lambda: Filters(updated_after=datetime(2026, 2, 1), updated_before=datetime(2026, 1, 1)), "updated_after"),
 ])
-def test_bad_filters_raise_config_error_naming_the_field(make, field):
-    with pytest.raises(ConfigError, match=field):
+def test_bad_filters_raise_invalid_input_naming_the_field(make, field):
+    with pytest.raises(InvalidInput, match=field):
         make()
 
 
 @pytest.mark.parametrize("query", ["", "   ", "\n\t", None])
 def test_empty_query_is_refused(kb, query):
-    with pytest.raises(ConfigError, match="query is empty"):
+    with pytest.raises(InvalidInput, match="query is empty"):
         retriever_for(kb[0]).search(query, ANON)
 
 
 @pytest.mark.parametrize("top_k", [0, -1])
 def test_top_k_below_one_is_refused(kb, top_k):
-    with pytest.raises(ConfigError, match="top_k"):
+    with pytest.raises(InvalidInput, match="top_k"):
         retriever_for(kb[0]).search("pto", ANON, top_k=top_k)
 
 
 def test_unknown_mode_and_bad_config_are_refused(kb):
-    with pytest.raises(ConfigError, match="mode"):
+    with pytest.raises(InvalidInput, match="mode"):
         retriever_for(kb[0]).search("pto", ANON, mode="fuzzy")
     with pytest.raises(ConfigError, match="dense_weight"):
         RetrievalConfig(dense_weight=1.5)
@@ -812,5 +812,5 @@ def test_langchain_adapter_returns_documents_with_provenance_and_permissions(kb)
         assert not any("104,000" in d.page_content for d in got)
     specs = LoreRetriever(retriever=r, principal=ENG, filters=Filters(doc_types=("spec",)), k=20).invoke(q)
     assert specs and {d.metadata["doc_type"] for d in specs} == {"spec"}
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidInput):
         LoreRetriever(retriever=r, principal=ENG).invoke("   ")

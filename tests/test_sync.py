@@ -236,3 +236,22 @@ def test_a_sync_killed_mid_way_then_run_again_equals_one_clean_sync(tmp_path, ma
         assert again.returncode == 0, again.stderr[-2000:]
         assert json.loads(again.stdout.splitlines()[-1])["status"] == "ok"
         assert state(tmp_path / "crashed") == state(tmp_path / "clean")
+
+
+def test_the_files_source_syncs_what_lore_ingest_stores(corpus, make_ingestor, tmp_path):
+    """The folder ingest's selection and chunks, through the source seam (ingest/sources/files.py)."""
+    from ingest.sources.files import FilesSource
+
+    folder = make_ingestor(tmp_path / "folder")
+    folder.ingest([corpus])
+    ing = make_ingestor(tmp_path / "kb")
+    src = FilesSource("drive", [corpus])
+    rep = Syncer(ing).sync(src)
+    assert rep.status == "ok" and rep.added == len(folder.store.documents()), rep
+    key = {d.uri: d for d in folder.store.documents()}
+    assert {d.uri: (d.title, d.doc_type, d.version, d.updated_at) for d in ing.store.documents()} == {
+        u: (d.title, d.doc_type, d.version, d.updated_at) for u, d in key.items()}
+    assert chunks_by_path(ing.store) == {  # keyed by external id: the file's path, as the folder's uri
+        d.uri: [(c.text, c.section, c.start, c.end) for c in folder.store.chunks(d.id)] for d in folder.store.documents()}
+    (corpus / "policies" / "pto-policy.md").unlink()
+    assert Syncer(ing).sync(src).deleted == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.errors import ConfigError
+from ingest.errors import InvalidInput
 from retriever.search import Retriever
 from retriever.types import Filters, Principal
 
@@ -14,7 +14,7 @@ BAD = [2**63, 2**64, -2**63 - 1, 10**40, float("nan"), float("inf"), float("-inf
 
 @pytest.mark.parametrize("value", BAD, ids=str)
 def test_unstorable_values_are_refused_naming_the_field(value):
-    with pytest.raises(ConfigError, match="metadata filter 'tier'"):
+    with pytest.raises(InvalidInput, match="metadata filter 'tier'"):
         Filters(metadata={"tier": value})
 
 
