@@ -320,3 +320,39 @@ def test_console_files_never_turn_server_text_into_markup():
         assert "localStorage" not in text and "sessionStorage" not in text, name  # a new key is never stored
         for line in text.splitlines():
             assert "href" not in line or "deepLink(" in line, f"{name}: {line.strip()}"
+
+
+def test_sources_with_their_last_sync_report(browser, srv, tmp_path):
+    """A source synced through the API shows its counts; one whose listing failed shows the error."""
+    import time
+
+    from tests.gitrepo import Repo, date
+
+    repo = Repo(tmp_path / "handbook")
+    repo.commit(date(1), files={"specs/api.md": "# API\n\nThe API answers in JSON.\n",
+                                "specs/cli.md": "# CLI\n\nThe CLI prints tables.\n"})
+    for name, where in (("handbook", str(repo.path)), ("broken", str(tmp_path / "missing"))):
+        assert srv.admin.post("/v1/sources", json={"name": name, "kind": "git", "options": {"repo": where},
+                                                   "interval_s": 0}).status_code == 201
+        assert srv.admin.post(f"/v1/sources/{name}/sync").status_code == 202
+        deadline = time.monotonic() + 60
+        while srv.admin.get(f"/v1/sources/{name}").json()["status"] in ("running", "never synced"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    page, problems = signed_in(browser, srv)
+    page.get_by_role("tab", name="Sources").click()  # shown once GET /v1/sources answers
+    expect(page.locator("#panel-sources")).to_be_visible()
+    rows = page.locator("#sources-table tbody tr")
+    expect(rows).to_have_count(2)
+    ok = page.locator('tr[data-source="handbook"]')
+    expect(ok.locator(".state")).to_have_text("ok")
+    expect(ok).to_be_visible()
+    expect(ok.locator("td.num").first).to_have_text("2")  # added
+    bad = page.locator('tr[data-source="broken"]')
+    expect(bad.locator(".state")).to_have_text("failed")
+    expect(bad.locator(".job-error")).to_contain_text("could not be listed, so nothing changed")
+    shot(page, "admin-sources.png")
+    page.context.close()
+    assert not problems
+    for name in ("handbook", "broken"):
+        assert srv.admin.delete(f"/v1/sources/{name}").status_code == 200
