@@ -24,6 +24,8 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
            exclude: List[str] = typer.Option([], "--exclude", help="gitignore-style pattern, relative to each folder, "
                                              "of files or folders to skip (repeatable; adds to LORE_INGEST__EXCLUDE "
                                              "and a folder's .loreignore)"),
+           owner: List[str] = typer.Option([], "--owner", help="who keeps these documents: user:ID or group:NAME "
+                                           "(repeatable; replaces their front matter's owners)"),
            as_json: bool = AsJson) -> None:
     """Ingest files and folders; unchanged files are skipped, removed or excluded ones deleted."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -34,6 +36,8 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
     s = _settings(data_dir)
     try:
         exclude_spec(exclude, "--exclude")  # named now, before the model loads (a .loreignore's at the walk)
+        if any(not o.strip() for o in owner):
+            raise ConfigError("--owner is empty; give who keeps the documents, e.g. --owner group:people-ops")
     except LoreError as exc:
         _fail(exc)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -51,7 +55,8 @@ def ingest(paths: List[Path] = typer.Argument(..., help="files or folders to ing
     try:
         with progress:
             ingestor = build_ingestor(s, on_event=on_event)
-            report = ingestor.ingest(paths, doc_type=doc_type, acl=acl, exclude=[*s.ingest.exclude, *exclude])
+            report = ingestor.ingest(paths, doc_type=doc_type, acl=acl, exclude=[*s.ingest.exclude, *exclude],
+                                     owners=owner)
             if report.added or report.updated or report.deleted:
                 progress.add_task("indexing keywords", total=None)
                 refresh_keyword_index(s, ingestor.store)

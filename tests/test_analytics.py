@@ -246,6 +246,8 @@ def test_stale_orders_most_cited_documents_by_age(kb):
     assert ages == sorted(ages, reverse=True) and ages[0] > 365
     pto = docs[0]
     assert pto["updated_at"].startswith("2024-01-10") and pto["owner"] == "People Operations"
+    assert pto["owners"] == ["People Operations"]  # front matter `owner:` (tests/test_analytics_owners.py: more)
+    assert report["by_owner"] == {"People Operations": 2, "(no owner)": 2}  # the handbook has the same owner
     travel = docs[1]
     assert travel["cited_old_versions"] == travel["citations"] == 2  # both cited the $75 version
     assert all(d["cited_old_versions"] == 0 for d in docs if d is not travel)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from evals.analytics import conflicts_report, gaps_report, stale_report
+from evals.analytics import NO_OWNER, conflicts_report, gaps_report, stale_report
 from api.auth import Caller
 from api.deps import Services, admin, services
 from api.routes.admin import _instant
@@ -17,6 +17,24 @@ router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 _SINCE = Query(max_length=40, description="from this ISO date or date-time (UTC unless it names a zone), inclusive",
                examples=["2026-01-01"])
 _UNTIL = Query(max_length=40, description="up to this date-time, exclusive; a bare date includes that whole day")
+_OWNER = Query(min_length=1, max_length=200, description=f"only items one of whose documents this owner keeps (an "
+               f"owner token as the documents carry it, e.g. group:people-ops; {NO_OWNER!r}: documents without "
+               "owners)", examples=["group:people-ops"])
+
+
+def _owners():
+    return Field(..., description="owners of the item's documents: from the source (CODEOWNERS, page author), "
+                 "`lore ingest --owner`, or front matter `owners:`/`owner:`")
+
+
+def _by_owner():
+    return Field(..., description=f"items per owner before the owner filter and limit, most first; an item counts "
+                 f"for each owner of its documents, and under {NO_OWNER!r} for a document without owners",
+                 examples=[{"group:people-ops": 3, NO_OWNER: 1}])
+
+
+def _filter():
+    return Field(..., description="the owner filter applied, if any")
 
 
 class GapReasons(BaseModel):
@@ -31,6 +49,7 @@ class GapDocument(BaseModel):
     title: str
     uri: str
     doc_type: str
+    owners: list[str] = _owners()
     score: float = Field(..., description="cosine similarity of the document's closest passage to the cluster")
 
 
@@ -40,7 +59,8 @@ class TrendPoint(BaseModel):
 
 
 class GapCluster(BaseModel):
-    id: int = Field(..., description="rank in this report, 1 = reaches the most people")
+    id: int = Field(..., description="rank among the period's clusters (before the owner filter), 1 = reaches "
+                    "the most people")
     label: str = Field(..., description="the question closest to the cluster's centre")
     terms: list[str] = Field(..., description="stemmed terms frequent in this cluster and rare in the others")
     size: int = Field(..., description="questions in the cluster")
@@ -56,6 +76,8 @@ class GapCluster(BaseModel):
                                 "periods included")
     first_seen: str = Field(..., description="UTC, ISO 8601")
     last_seen: str
+    owners: list[str] = Field(..., description="owners of its nearest documents: a gap has no document of its "
+                              "own, the closest ones are where its answer belongs")
 
 
 class GapsOut(BaseModel):
@@ -63,6 +85,8 @@ class GapsOut(BaseModel):
     since: str | None
     until: str | None
     questions_considered: int = Field(..., description="gap questions found in the period, before min_size")
+    owner: str | None = _filter()
+    by_owner: dict[str, int] = _by_owner()
     clusters: list[GapCluster]
 
 
@@ -78,13 +102,17 @@ class StaleDoc(BaseModel):
     cited_old_versions: int = Field(..., description="of those, answers that cited a version older than the "
                                     "current one")
     version: str
-    owner: str | None = Field(..., description="the `owner` front-matter field, if any")
+    owners: list[str] = _owners()
+    owner: str | None = Field(..., description="the owners joined by ', ', or null: kept for older clients, "
+                              "read `owners`")
 
 
 class StaleOut(BaseModel):
     generated_at: str
     since: str | None
     until: str | None
+    owner: str | None = _filter()
+    by_owner: dict[str, int] = _by_owner()
     documents: list[StaleDoc]
 
 
@@ -99,6 +127,7 @@ class ConflictSide(BaseModel):
     quote: str = Field(..., description="the sentence stating the value: an exact substring of the passage (or "
                        "of the cited quote, for a superseded version)")
     values: list[str] = Field(..., description="the differing quantities as written", examples=[["40 hours"]])
+    owners: list[str] = _owners()
 
 
 class Conflict(BaseModel):
@@ -109,12 +138,15 @@ class Conflict(BaseModel):
                                                     "the current one")
     units: list[str]
     similarity: float = Field(..., description="cosine similarity of the two sentences")
+    owners: list[str] = Field(..., description="owners of both documents, a's first")
     a: ConflictSide
     b: ConflictSide
 
 
 class ConflictsOut(BaseModel):
     generated_at: str
+    owner: str | None = _filter()
+    by_owner: dict[str, int] = _by_owner()
     conflicts: list[Conflict]
 
 
@@ -124,31 +156,36 @@ def gaps(svc: Services = Depends(services), _: Caller = Depends(admin),
          since: Annotated[str | None, _SINCE] = None, until: Annotated[str | None, _UNTIL] = None,
          min_size: Annotated[int, Query(ge=1, le=10_000, description="leave out smaller clusters")] = 1,
          period: Annotated[Literal["week", "day"], Query(description="trend buckets: ISO weeks or days")] = "week",
-         ) -> dict:
+         owner: Annotated[str | None, _OWNER] = None) -> dict:
     """Questions answered 'not found', with low confidence, or rated down, clustered by meaning with the
     embedding model. Each cluster has its size, distinct askers, example questions, the nearest existing
     documents, the askers' groups and channels, and a weekly (or daily) trend; ranked by people, then
-    questions. Reads every recorded question and document whatever its ACL: admins only."""
-    return gaps_report(svc, _instant(since, "since", False), _instant(until, "until", True), min_size, period)
+    questions. A cluster's owners are those of its nearest documents (`owner` filters on them, `by_owner`
+    counts clusters per owner). Reads every recorded question and document whatever its ACL: admins only."""
+    return gaps_report(svc, _instant(since, "since", False), _instant(until, "until", True), min_size, period,
+                       owner=owner)
 
 
 @router.get("/stale", response_model=StaleOut, responses=errors(401, 403, 422, 503),
             summary="Stale sources: the most-cited documents, oldest update first (admin)")
 def stale(svc: Services = Depends(services), _: Caller = Depends(admin),
           limit: Annotated[int, Query(ge=1, le=500, description="how many of the most-cited documents")] = 20,
-          since: Annotated[str | None, _SINCE] = None, until: Annotated[str | None, _UNTIL] = None) -> dict:
+          since: Annotated[str | None, _SINCE] = None, until: Annotated[str | None, _UNTIL] = None,
+          owner: Annotated[str | None, _OWNER] = None) -> dict:
     """Takes the `limit` documents cited by the most answers (in the audit log, within since/until) and
     orders them by age since their last update, with citation counts, when last cited, and how many
-    answers cited an older version than the current one."""
-    return stale_report(svc, limit, _instant(since, "since", False), _instant(until, "until", True))
+    answers cited an older version than the current one. With `owner`, the most-cited documents of that
+    owner."""
+    return stale_report(svc, limit, _instant(since, "since", False), _instant(until, "until", True), owner)
 
 
 @router.get("/conflicts", response_model=ConflictsOut, responses=errors(401, 403, 422, 503),
             summary="Conflicts: passages giving different numbers, dates or limits for the same thing (admin)")
 def conflicts(svc: Services = Depends(services), _: Caller = Depends(admin),
-              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
+              limit: Annotated[int, Query(ge=1, le=500)] = 50, owner: Annotated[str | None, _OWNER] = None) -> dict:
     """Pairs of sentences from different documents (policies, specs, other; not incident reports), or from
     a superseded version still cited and the current one, that state the same subject with different
     values in the same unit (e.g. 40 vs 80 hours of PTO carry-over). Both quotes, their passages and
-    versions, the differing values and the sentences' similarity; most similar first."""
-    return conflicts_report(svc, limit)
+    versions, the differing values and the sentences' similarity; most similar first. `owner` keeps the
+    conflicts that involve a document of that owner."""
+    return conflicts_report(svc, limit, owner=owner)

@@ -7,6 +7,7 @@ everything. Never expose them to readers.
 
 from evals.analytics.conflicts import ConflictConfig, conflicts_report
 from evals.analytics.gaps import GapConfig, gaps_report
+from evals.analytics.owners import NO_OWNER
 from evals.analytics.stale import stale_report
 
-__all__ = ["ConflictConfig", "GapConfig", "conflicts_report", "gaps_report", "stale_report"]
+__all__ = ["NO_OWNER", "ConflictConfig", "GapConfig", "conflicts_report", "gaps_report", "stale_report"]

@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from evals.analytics.owners import by_owner, owned_by, owner_keys
 from evals.analytics.quantities import Quantity, quantities
 from evals.analytics.text import words
 from evals.audit import utc_iso
@@ -234,8 +235,10 @@ def find_conflicts(passages: list[tuple[str, str, str, str]], vecs: np.ndarray, 
     return out
 
 
-def conflicts_report(svc, limit: int = 50, cfg: ConflictConfig | None = None) -> dict:
-    """The conflicts report over the whole knowledge base (GET /v1/analytics/conflicts, `lore conflicts`)."""
+def conflicts_report(svc, limit: int = 50, cfg: ConflictConfig | None = None, owner: str | None = None) -> dict:
+    """The conflicts report over the whole knowledge base (GET /v1/analytics/conflicts, `lore conflicts`).
+    A conflict's owners are those of both its documents; `owner` keeps the conflicts of one owner's
+    documents (before `limit`), `by_owner` counts all of them."""
     cfg = cfg or ConflictConfig()
     generated = utc_iso(datetime.now(timezone.utc))
     store, vectors = svc.store, svc.retriever.vectors
@@ -262,8 +265,13 @@ def conflicts_report(svc, limit: int = 50, cfg: ConflictConfig | None = None) ->
             if d is not None and c.get("version") and c["version"] != d.version and c.get("quote"):
                 cited_old.setdefault((d.id, c.get("chunk_id"), c["version"], c["quote"]), None)
     found = find_conflicts(passages, vecs, svc.embedder.embed_documents, cfg, list(cited_old))
+    keys = []
     for c in found:
         for side in ("a", "b"):
             d = docs[c[side]["doc_id"]]
-            c[side].update(title=d.title, uri=d.uri, doc_type=d.doc_type, current=c[side]["version"] == d.version)
-    return {"generated_at": generated, "conflicts": found[:limit]}
+            c[side].update(title=d.title, uri=d.uri, doc_type=d.doc_type, current=c[side]["version"] == d.version,
+                           owners=list(d.owners))
+        c["owners"] = list(dict.fromkeys([*c["a"]["owners"], *c["b"]["owners"]]))
+        keys.append(owner_keys([c["a"]["owners"], c["b"]["owners"]]))
+    mine = [c for c, k in zip(found, keys) if owned_by(k, owner)]
+    return {"generated_at": generated, "owner": owner, "by_owner": by_owner(keys), "conflicts": mine[:limit]}

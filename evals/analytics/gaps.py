@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from evals.analytics.owners import by_owner, owned_by, owner_keys
 from evals.analytics.text import terms
 from evals.audit import CHANNELS, AuditRecord, utc_iso
 from ingest.errors import ConfigError
@@ -193,12 +194,17 @@ def nearest_documents(vectors, store, centroid: np.ndarray, k: int) -> list[dict
             found[c.doc_id] = score
     docs = store.get_documents(list(found)[:k])
     return [{"doc_id": d, "title": docs[d][0].title, "uri": docs[d][0].uri, "doc_type": docs[d][0].doc_type,
-             "score": round(s, 4)} for d, s in list(found.items())[:k] if d in docs]
+             "owners": list(docs[d][0].owners), "score": round(s, 4)} for d, s in list(found.items())[:k] if d in docs]
 
 
 def gaps_report(svc, since: datetime | None = None, until: datetime | None = None, min_size: int | None = None,
-                period: str | None = None, cfg: GapConfig | None = None) -> dict:
-    """The gaps report for the service's audit log and knowledge base (GET /v1/analytics/gaps, `lore gaps`)."""
+                period: str | None = None, cfg: GapConfig | None = None, owner: str | None = None) -> dict:
+    """The gaps report for the service's audit log and knowledge base (GET /v1/analytics/gaps, `lore gaps`).
+
+    A gap is a question without a good answer, so it has no document of its own: its owners are those of
+    its `nearest_documents`, the documents that should have answered it (or be extended to). `owner` keeps
+    the clusters one of whose nearest documents that owner keeps; `by_owner` counts every cluster (ids stay
+    the ranks among all clusters)."""
     cfg = cfg or GapConfig()
     if min_size is not None:
         cfg = replace(cfg, min_size=min_size)
@@ -209,5 +215,9 @@ def gaps_report(svc, since: datetime | None = None, until: datetime | None = Non
     considered, clusters = find_gaps(svc.audit.iter_records(since, until), embedder.embed_documents,
                                      svc.settings.answer.threshold, cfg,
                                      lambda c, k: nearest_documents(vectors, svc.store, c, k))
+    keys = [owner_keys(d["owners"] for d in c["nearest_documents"]) for c in clusters]
+    for c in clusters:
+        c["owners"] = list(dict.fromkeys(o for d in c["nearest_documents"] for o in d["owners"]))
     return {"generated_at": generated, "since": utc_iso(since) if since else None,
-            "until": utc_iso(until) if until else None, "questions_considered": considered, "clusters": clusters}
+            "until": utc_iso(until) if until else None, "questions_considered": considered, "owner": owner,
+            "by_owner": by_owner(keys), "clusters": [c for c, k in zip(clusters, keys) if owned_by(k, owner)]}
