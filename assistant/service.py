@@ -21,7 +21,7 @@ from assistant.grounding import ground, is_instruction
 from assistant.llm import LLM, USAGE_KEYS, Completion, LLMError
 from assistant.types import Answer, Citation
 from ingest.embedders import Embedder
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, InvalidInput
 from ingest.keywords import STOPWORDS, query_terms
 from retriever.search import Retriever
 from retriever.types import Filters, Hit, Principal
@@ -300,7 +300,7 @@ def _cut_back(text: str, lo: int, hi: int, unit) -> list[int]:
 
 def _checked(question: str) -> str:
     if not isinstance(question, str) or not question.strip():
-        raise ConfigError("the question is empty; ask something the knowledge base might answer")
+        raise InvalidInput("the question is empty; ask something the knowledge base might answer")
     return question.strip()
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ingest.chroma_store import ChunkStore
 from ingest.embedders import Embedder
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, InvalidInput
 from ingest.keywords import query_terms
 from ingest.sqlite_store import SqliteStore
 from ingest.types import PUBLIC
@@ -80,11 +80,11 @@ class Retriever:
     def search(self, query: str, principal: Principal, filters: Filters | None = None, top_k: int = 10,
                mode: Mode = "hybrid") -> SearchResult:
         if not isinstance(query, str) or not query.strip():
-            raise ConfigError("the search query is empty; type what you are looking for")
+            raise InvalidInput("the search query is empty; type what you are looking for")
         if top_k < 1:
-            raise ConfigError(f"top_k must be at least 1, got {top_k}")
+            raise InvalidInput(f"top_k must be at least 1, got {top_k}")
         if mode not in ("hybrid", "dense", "keyword"):
-            raise ConfigError(f"search mode {mode!r} is not one of hybrid, dense, keyword")
+            raise InvalidInput(f"search mode {mode!r} is not one of hybrid, dense, keyword")
         f = filters or Filters()
         access = Access.for_principal(principal, self.default_acl)
         t: dict[str, float] = {}

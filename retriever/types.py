@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, InvalidInput
 from ingest.types import DOC_TYPES, PUBLIC, Chunk, SourceDoc
 
 _NAME = re.compile(r"^[A-Za-z0-9._@+\-]{1,128}\Z")
@@ -62,7 +62,7 @@ class Filters:
         for name in ("doc_types", "doc_ids"):
             v = getattr(self, name)
             if isinstance(v, str) or not isinstance(v, (tuple, list)):
-                raise ConfigError(f"filter {name.replace('_', ' ')[:-1]} list ({name}) must be a list of strings, got {v!r}")
+                raise InvalidInput(f"filter {name.replace('_', ' ')[:-1]} list ({name}) must be a list of strings, got {v!r}")
             object.__setattr__(self, name, tuple(v))
         if isinstance(self.metadata, dict):
             object.__setattr__(self, "metadata", tuple(self.metadata.items()))
@@ -72,24 +72,24 @@ class Filters:
                 try:
                     object.__setattr__(self, name, datetime.fromisoformat(v))
                 except ValueError:
-                    raise ConfigError(f"filter {name} {v!r} is not a date; use YYYY-MM-DD or ISO 8601") from None
+                    raise InvalidInput(f"filter {name} {v!r} is not a date; use YYYY-MM-DD or ISO 8601") from None
             elif v is not None and not isinstance(v, datetime):
-                raise ConfigError(f"filter {name} must be a datetime or ISO 8601 string, got {v!r}")
+                raise InvalidInput(f"filter {name} must be a datetime or ISO 8601 string, got {v!r}")
         for t in self.doc_types:
             if t not in DOC_TYPES:
-                raise ConfigError(f"filter doc type {t!r} is not one of {', '.join(DOC_TYPES)}")
+                raise InvalidInput(f"filter doc type {t!r} is not one of {', '.join(DOC_TYPES)}")
         for k, v in self.metadata:
             if not _META_KEY.match(k):
-                raise ConfigError(f"metadata filter key {k!r} is not valid; use letters, digits and _ (max 40)")
+                raise InvalidInput(f"metadata filter key {k!r} is not valid; use letters, digits and _ (max 40)")
             if not isinstance(v, (str, int, float, bool)):
-                raise ConfigError(f"metadata filter {k!r} needs a string, number or boolean value, got {v!r}")
+                raise InvalidInput(f"metadata filter {k!r} needs a string, number or boolean value, got {v!r}")
             _check_storable(k, v)
         for name in ("updated_after", "updated_before"):
             v = getattr(self, name)
             if v is not None and v.tzinfo is None:
                 object.__setattr__(self, name, v.replace(tzinfo=timezone.utc))
         if self.updated_after and self.updated_before and self.updated_after > self.updated_before:
-            raise ConfigError("filter updated_after is later than updated_before; nothing could match")
+            raise InvalidInput("filter updated_after is later than updated_before; nothing could match")
 
     @property
     def empty(self) -> bool:
@@ -100,15 +100,15 @@ def _check_storable(key: str, v: Scalar) -> None:
     """A value no document can hold (Chroma and SQLite store 64-bit integers, finite floats, UTF-8 text) is
     an input error naming the field, not a storage failure."""
     if isinstance(v, int) and not isinstance(v, bool) and not INT64[0] <= v <= INT64[1]:
-        raise ConfigError(f"metadata filter {key!r}: {v} is outside the 64-bit integer range front matter can "
+        raise InvalidInput(f"metadata filter {key!r}: {v} is outside the 64-bit integer range front matter can "
                           f"hold ({INT64[0]} to {INT64[1]}); quote it to match it as text")
     if isinstance(v, float) and not math.isfinite(v):
-        raise ConfigError(f"metadata filter {key!r}: {v} is not a finite number; use a finite number or a string")
+        raise InvalidInput(f"metadata filter {key!r}: {v} is not a finite number; use a finite number or a string")
     if isinstance(v, str):
         try:
             v.encode("utf-8")
         except UnicodeEncodeError:
-            raise ConfigError(f"metadata filter {key!r}: the value is not valid Unicode text (a lone surrogate); "
+            raise InvalidInput(f"metadata filter {key!r}: the value is not valid Unicode text (a lone surrogate); "
                               "send it as UTF-8") from None
 
 
