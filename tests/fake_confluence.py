@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+from typing import Sequence
 
 CLOUD_EMAIL = "lore-bot@acme.test"
 CLOUD_TOKEN = "ATATT3xFfGF0-cloud-api-token-s3cret"
@@ -160,13 +161,13 @@ class FakeConfluence:
         self._clock += 1
         return self._clock
 
-    def add_user(self, user: str, groups: list[str] = ()) -> None:
+    def add_user(self, user: str, groups: Sequence[str] = ()) -> None:
         self.memberships[user] = list(groups)
         for g in groups:
             self.group_ids.setdefault(g, f"gid-{len(self.group_ids) + 1:04d}-{g}")
 
-    def add_space(self, key: str, *, users: list[str] = (), groups: list[str] = (), anonymous: bool = False,
-                  roles: list[str] = ()) -> FSpace:
+    def add_space(self, key: str, *, users: Sequence[str] = (), groups: Sequence[str] = (), anonymous: bool = False,
+                  roles: Sequence[str] = ()) -> FSpace:
         for g in groups:
             self.group_ids.setdefault(g, f"gid-{len(self.group_ids) + 1:04d}-{g}")
         s = FSpace(id=self._id(), key=key, name=f"{key} space", users=list(users), groups=list(groups),
@@ -192,7 +193,7 @@ class FakeConfluence:
         p.version += 1
         p.updated = self._tick()
 
-    def restrict(self, page_id: str, users: list[str] = (), groups: list[str] = ()) -> None:
+    def restrict(self, page_id: str, users: Sequence[str] = (), groups: Sequence[str] = ()) -> None:
         """A view restriction on the page (users and groups); both empty removes it."""
         p = self.pages[page_id]
         p.read_users, p.read_groups = (list(users), list(groups)) if (users or groups) else (None, None)
@@ -220,7 +221,7 @@ class FakeConfluence:
         a = self.attachments[att_id]
         a.data, a.version, a.updated = data, a.version + 1, self._tick()
 
-    def generate_space(self, key: str, count: int, *, fanout: int = 10, groups: list[str] = ("staff",),
+    def generate_space(self, key: str, count: int, *, fanout: int = 10, groups: Sequence[str] = ("staff",),
                        author: str = "") -> list[str]:
         """A space of `count` pages in a tree (`fanout` children each), generated bodies: cheap to hold."""
         self.add_space(key, groups=list(groups))
@@ -448,7 +449,7 @@ class FakeConfluence:
                                   "_links": {"webui": f"/spaces/{s.key}"}} for s in found], q, "/api/v2/spaces")
         if m := re.fullmatch(r"/spaces/(\d+)/permissions", path):
             s = next(s for s in self.spaces.values() if s.id == m.group(1))
-            perms = []
+            perms: list[dict] = []
             for kind, ids in (("user", s.users), ("group", [self.group_ids[g] for g in s.groups]), ("role", s.roles)):
                 for ident in ids:
                     for key, target in (("read", "space"), ("create", "page"), ("delete", "attachment")):
@@ -476,7 +477,7 @@ class FakeConfluence:
 
     # -- Data Center: /rest/api --------------------------------------------------------------------------
     def _dc_page(self, p: FPage, expand: str) -> dict:
-        out = {"id": p.id, "type": "page", "status": p.status, "title": p.title,
+        out: dict = {"id": p.id, "type": "page", "status": p.status, "title": p.title,
                "_links": {"webui": self._webui(p), "edit": f"/pages/resumedraft.action?draftId={p.id}",
                           "tinyui": f"/x/{p.id}", "self": f"{self.url}/rest/api/content/{p.id}"},
                "_expandable": {"space": f"/rest/api/space/{p.space}", "children": f"/rest/api/content/{p.id}/child"}}
@@ -489,7 +490,7 @@ class FakeConfluence:
             out["ancestors"] = [{"id": a.id, "type": "page", "status": a.status, "title": a.title}
                                 for a in self._ancestors(p)]
         if "restrictions.read.restrictions" in expand:
-            r = self._restriction(p.id, {"limit": ["200"]}, self.url)
+            r = self._restriction(p.id, {"limit": ["200"]}, self.url) or {"restrictions": {}}
             out["restrictions"] = {"read": {"operation": "read", "restrictions": r["restrictions"]}}
         if "body.storage" in expand:
             out["body"] = {"storage": {"value": self._body(p), "representation": "storage"}}
