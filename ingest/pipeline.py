@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 PARSER_VERSION = "parse-v3"  # v3: markup cleaned (table rows as "Header: cell", fenced code, admonitions, footnotes)
 HEADER_TOKENS = 32  # room kept in the model's window for the title/section header embedded with each chunk
 HEADER_CHARS = 96  # about HEADER_TOKENS word pieces of English
+FIRST_BATCH = 32  # chunks in an ingest's first batch; batches then double up to batch_chunks
 _TYPE_RULES = (("incident", ("incident", "incidents", "postmortem", "postmortems", "post-mortems")),
                ("policy", ("policy", "policies", "handbook")),
                ("spec", ("spec", "specs", "rfc", "rfcs", "design", "designs")))
@@ -337,9 +338,11 @@ class Ingestor:
                 model.shutdown(cancel_futures=True)
 
     def _batches(self, todo: list[tuple[_Pending, bytes]], report: IngestReport) -> Iterator[list[_Pending]]:
-        """Parsed and chunked documents, about `batch_chunks` chunks at a time."""
+        """Parsed and chunked documents, about `batch_chunks` chunks at a time. The first batches are smaller
+        (FIRST_BATCH, then doubling), so the model starts on the first documents instead of waiting for a
+        full batch to be parsed, and each next batch is ready before the model finishes the one before."""
         batch: list[_Pending] = []
-        size = 0
+        size, limit = 0, min(FIRST_BATCH, self.batch_chunks)
         for pend, result in self._parsed(todo):
             if isinstance(result, IngestError):
                 self._fail(report, result)
@@ -354,9 +357,9 @@ class Ingestor:
             pend.text = norm.text
             batch.append(pend)
             size += len(pend.chunks)
-            if size >= self.batch_chunks:
+            if size >= limit:
                 yield batch
-                batch, size = [], 0
+                batch, size, limit = [], 0, min(2 * limit, self.batch_chunks)
         if batch:
             yield batch
 
