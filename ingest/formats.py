@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import logging
 import os
 import re
+import sys
 import threading
+import types
 import zipfile
 from contextlib import contextmanager
 from functools import partial
@@ -165,9 +169,33 @@ def _plain_html_text():
                 parser.derive_element_type_from_text = _patch_original
 
 
+_defer_lock = threading.RLock()
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a module in sys.modules until an attribute is first read, then imports it for real."""
+
+    def __getattr__(self, attr: str):
+        with _defer_lock:
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = importlib.import_module(self.__name__)
+        return getattr(real, attr)
+
+
+def _defer_spacy() -> None:
+    """unstructured imports spaCy, and through it thinc and torch, when its HTML parser loads: about 3 s,
+    most of a parser process's start (the embedder waits for the first parse), for a text classifier
+    that Markdown, HTML and reST parsing do not call (`_plain_html_text`). spaCy now loads on first use."""
+    with _defer_lock:
+        if "spacy" not in sys.modules and importlib.util.find_spec("spacy") is not None:
+            sys.modules["spacy"] = _Deferred("spacy")
+
+
 def _partition(fmt: str, path: str, data: bytes, text: str | None) -> list:
     if text is not None and not text.strip():
         return []  # all of it was a header block
+    _defer_spacy()
     if fmt in ("md", "html", "rst", "eml"):
         with _plain_html_text():
             return _partition_any(fmt, path, data, text)

@@ -15,7 +15,7 @@ import os
 import re
 import signal
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 PARSER_VERSION = "parse-v3"  # v3: markup cleaned (table rows as "Header: cell", fenced code, admonitions, footnotes)
 HEADER_TOKENS = 32  # room kept in the model's window for the title/section header embedded with each chunk
 HEADER_CHARS = 96  # about HEADER_TOKENS word pieces of English
+FIRST_BATCH = 32  # chunks in an ingest's first batch; batches then double up to batch_chunks
 _TYPE_RULES = (("incident", ("incident", "incidents", "postmortem", "postmortems", "post-mortems")),
                ("policy", ("policy", "policies", "handbook")),
                ("spec", ("spec", "specs", "rfc", "rfcs", "design", "designs")))
@@ -81,6 +82,18 @@ class _Pending:
     chunks: list[Chunk] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     vectors: np.ndarray | None = None
+
+
+@dataclass
+class _Batch:
+    """Documents written together, with their cached vectors and the model's work on the rest."""
+
+    pends: list[_Pending]
+    docs: list[SourceDoc]
+    cached: dict[str, np.ndarray]
+    todo: list[str]  # cache keys of the texts the model embeds, in order
+    texts: list[str]
+    vectors: Future | None = None  # of embed_documents(texts)
 
 
 def doc_id_for(path: Path) -> str:
@@ -334,8 +347,26 @@ class Ingestor:
 
     def _run(self, todo: list[tuple[_Pending, bytes]], doc_type: str | None, acl: tuple[str, ...],
              report: IngestReport) -> None:
+        """Chunk here while the previous batch embeds in a thread, then write that batch: the model waits
+        neither for Chroma and SQLite nor for chunking (ONNX Runtime and torch release the GIL)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="lore-embed") as model:
+            ahead: deque[_Batch] = deque()
+            try:
+                for pends in self._batches(todo, report):
+                    ahead.append(self._submit(model, pends, doc_type, acl, report))
+                    if len(ahead) > 1:
+                        self._flush(ahead.popleft(), report)
+                while ahead:
+                    self._flush(ahead.popleft(), report)
+            finally:
+                model.shutdown(cancel_futures=True)
+
+    def _batches(self, todo: list[tuple[_Pending, bytes]], report: IngestReport) -> Iterator[list[_Pending]]:
+        """Parsed and chunked documents, about `batch_chunks` chunks at a time. The first batches are smaller
+        (FIRST_BATCH, then doubling), so the model starts on the first documents instead of waiting for a
+        full batch to be parsed, and each next batch is ready before the model finishes the one before."""
         batch: list[_Pending] = []
-        size = 0
+        size, limit = 0, min(FIRST_BATCH, self.batch_chunks)
         for pend, result in self._parsed(todo):
             if isinstance(result, IngestError):
                 self._fail(report, result)
@@ -350,16 +381,18 @@ class Ingestor:
             pend.text = norm.text
             batch.append(pend)
             size += len(pend.chunks)
-            if size >= self.batch_chunks:
-                self._flush(batch, doc_type, acl, report)
-                batch, size = [], 0
+            if size >= limit:
+                yield batch
+                batch, size, limit = [], 0, min(2 * limit, self.batch_chunks)
         if batch:
-            self._flush(batch, doc_type, acl, report)
+            yield batch
 
-    def _flush(self, batch: list[_Pending], doc_type: str | None, acl: tuple[str, ...], report: IngestReport) -> None:
+    def _submit(self, model: ThreadPoolExecutor, pends: list[_Pending], doc_type: str | None,
+                acl: tuple[str, ...], report: IngestReport) -> _Batch:
+        """The batch's document records, and its uncached texts handed to the model thread."""
         now = datetime.now(timezone.utc).isoformat()
         docs = []
-        for pend in batch:
+        for pend in pends:
             fm = pend.parsed.front_matter
             tokens = readers((pend.item.acl if pend.item else ()) or acl, pend.fm_acl, pend.prev_acl)
             if pend.prev_acl is not None and tokens != pend.prev_acl:
@@ -378,17 +411,26 @@ class Ingestor:
                 acl=tokens, size=pend.size, chunk_count=len(pend.chunks),
                 owners=owners_of((item.owners if item else ()) or pend.owners, fm), source=pend.source,
                 external_id=item.external_id if item else ""))
-        self._embed([(pend, doc.title) for pend, doc in zip(batch, docs)])
-        for pend, doc in zip(batch, docs):
-            self.on_event("checkpoint", {"at": "before_vectors", "doc_id": doc.id})
-            self.vectors.upsert([c.id for c in pend.chunks], pend.vectors,
-                                [self._meta(doc, c, pend.parsed.front_matter) for c in pend.chunks])
+        batch = _Batch(pends, docs, *self._lookup([(pend, doc.title) for pend, doc in zip(pends, docs)]))
+        if batch.todo:
+            batch.vectors = model.submit(self.embedder.embed_documents, batch.texts)
+        return batch
+
+    def _flush(self, batch: _Batch, report: IngestReport) -> None:
+        """Write one embedded batch: all its vectors to Chroma, then each document's version in its own
+        SQLite transaction, then the replaced versions' vectors go."""
+        self._fill(batch, batch.vectors.result() if batch.vectors else None)
+        pends, docs = batch.pends, batch.docs
+        self.on_event("checkpoint", {"at": "before_vectors", "doc_ids": [d.id for d in docs]})
+        self.vectors.upsert([c.id for p in pends for c in p.chunks],
+                            np.concatenate([p.vectors for p in pends if p.chunks] or [np.zeros((0, 1), np.float32)]),
+                            [self._meta(d, c, p.parsed.front_matter) for p, d in zip(pends, docs) for c in p.chunks])
+        stale: list[str] = []
+        for pend, doc in zip(pends, docs):
             self.on_event("checkpoint", {"at": "before_commit", "doc_id": doc.id})
             old = self.store.replace_document(doc, pend.text, pend.chunks, pend.fingerprint, pend.parsed.front_matter)
             self.on_event("checkpoint", {"at": "after_commit", "doc_id": doc.id})
-            stale = sorted(set(old) - {c.id for c in pend.chunks})
-            if stale:
-                self.vectors.delete(stale)
+            stale += sorted(set(old) - {c.id for c in pend.chunks})
             report.chunks += len(pend.chunks)
             if pend.prev_acl is None:
                 report.added += 1
@@ -396,9 +438,16 @@ class Ingestor:
                 report.updated += 1
             self.on_event("stored", {"doc_id": doc.id, "path": doc.uri, "chunks": len(pend.chunks),
                                      "new": pend.prev_acl is None})
+        if stale:
+            self.vectors.delete(stale)
 
     def _embed(self, batch: list[tuple[_Pending, str]]) -> None:
         """Fill each pending doc's vectors in one model call, embedding only texts the cache lacks."""
+        b = _Batch([p for p, _ in batch], [], *self._lookup(batch))
+        self._fill(b, self.embedder.embed_documents(b.texts) if b.todo else None)
+
+    def _lookup(self, batch: list[tuple[_Pending, str]]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+        """Each pending doc's cache keys; the vectors cached, and the keys and texts still to embed."""
         texts: dict[str, str] = {}
         for pend, title in batch:
             pend.keys = []
@@ -409,12 +458,16 @@ class Ingestor:
                 texts[key] = text
         cached = self.store.cached_vectors(texts)
         todo = [k for k in texts if k not in cached]
-        if todo:
-            vecs = self.embedder.embed_documents([texts[k] for k in todo])
-            self.store.put_vectors(dict(zip(todo, vecs)))
-            cached.update(zip(todo, vecs))
-            self.on_event("embedded", {"chunks": len(todo)})
-        for pend, _ in batch:
+        return cached, todo, [texts[k] for k in todo]
+
+    def _fill(self, batch: _Batch, vecs: np.ndarray | None) -> None:
+        """Cache the new vectors and give each pending doc its stack of vectors."""
+        cached = batch.cached
+        if batch.todo:
+            self.store.put_vectors(dict(zip(batch.todo, vecs)))
+            cached.update(zip(batch.todo, vecs))
+            self.on_event("embedded", {"chunks": len(batch.todo)})
+        for pend in batch.pends:
             pend.vectors = np.stack([cached[k] for k in pend.keys]) if pend.keys else np.zeros((0, 1), np.float32)
 
     @staticmethod
