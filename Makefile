@@ -75,6 +75,7 @@ demo: install
 lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check ingest retriever assistant evals api tests
+	$(VENV)/bin/mypy ingest retriever assistant evals api
 
 test: install browser lint
 	$(PY) samples/build.py --check

@@ -214,7 +214,8 @@ def _partition_any(fmt: str, path: str, data: bytes, text: str | None) -> list:
     if fmt == "rst":
         from unstructured.partition.rst import partition_rst
 
-        return partition_rst(file=io.BytesIO(text.encode()), languages=_LANG)
+        rst = text if text is not None else decode_text(path, data)
+        return partition_rst(file=io.BytesIO(rst.encode()), languages=_LANG)
     if fmt == "text":
         from unstructured.partition.text import partition_text
 

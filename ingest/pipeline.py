@@ -83,6 +83,18 @@ class _Pending:
     keys: list[str] = field(default_factory=list)
     vectors: np.ndarray | None = None
 
+    @property
+    def doc(self) -> ParsedDoc:
+        """The parsed document: set before a pending document is chunked, so always there after."""
+        assert self.parsed is not None  # noqa: S101
+        return self.parsed
+
+    @property
+    def stacked(self) -> np.ndarray:
+        """Its vectors, set by `_embed` or `_fill` before it is stored."""
+        assert self.vectors is not None  # noqa: S101
+        return self.vectors
+
 
 @dataclass
 class _Batch:
@@ -261,7 +273,7 @@ class Ingestor:
                 pend = _Pending(Candidate(Path(doc.uri), None), doc_id, doc.version, doc.size, 0.0, "", doc.acl)
                 pend.chunks = sorted(chunks, key=lambda c: c.ordinal)
                 self._embed([(pend, doc.title)])
-                self.vectors.upsert([c.id for c in pend.chunks], pend.vectors,
+                self.vectors.upsert([c.id for c in pend.chunks], pend.stacked,
                                     [self._meta(doc, c, front_matter) for c in pend.chunks])
                 restored += len(chunks)
         log.info("reconciled store: removed %d orphan vectors, restored %d", len(extra), restored)
@@ -393,7 +405,7 @@ class Ingestor:
         now = datetime.now(timezone.utc).isoformat()
         docs = []
         for pend in pends:
-            fm = pend.parsed.front_matter
+            fm = pend.doc.front_matter
             tokens = readers((pend.item.acl if pend.item else ()) or acl, pend.fm_acl, pend.prev_acl)
             if pend.prev_acl is not None and tokens != pend.prev_acl:
                 change = {"doc_id": pend.doc_id, "path": str(pend.cand.path), "from": list(pend.prev_acl),
@@ -403,7 +415,7 @@ class Ingestor:
                             change["to"] or ["(default)"])
                 self.on_event("acl_changed", change)
             item = pend.item
-            title = _doc_title(pend, pend.parsed)
+            title = _doc_title(pend, pend.doc)
             docs.append(SourceDoc(
                 id=pend.doc_id, uri=item.uri if item else str(pend.cand.path), title=title,
                 doc_type=doc_type_for(pend.cand.path, fm, doc_type), version=pend.version,
@@ -423,12 +435,12 @@ class Ingestor:
         pends, docs = batch.pends, batch.docs
         self.on_event("checkpoint", {"at": "before_vectors", "doc_ids": [d.id for d in docs]})
         self.vectors.upsert([c.id for p in pends for c in p.chunks],
-                            np.concatenate([p.vectors for p in pends if p.chunks] or [np.zeros((0, 1), np.float32)]),
-                            [self._meta(d, c, p.parsed.front_matter) for p, d in zip(pends, docs) for c in p.chunks])
+                            np.concatenate([p.stacked for p in pends if p.chunks] or [np.zeros((0, 1), np.float32)]),
+                            [self._meta(d, c, p.doc.front_matter) for p, d in zip(pends, docs) for c in p.chunks])
         stale: list[str] = []
         for pend, doc in zip(pends, docs):
             self.on_event("checkpoint", {"at": "before_commit", "doc_id": doc.id})
-            old = self.store.replace_document(doc, pend.text, pend.chunks, pend.fingerprint, pend.parsed.front_matter)
+            old = self.store.replace_document(doc, pend.text, pend.chunks, pend.fingerprint, pend.doc.front_matter)
             self.on_event("checkpoint", {"at": "after_commit", "doc_id": doc.id})
             stale += sorted(set(old) - {c.id for c in pend.chunks})
             report.chunks += len(pend.chunks)
@@ -463,7 +475,7 @@ class Ingestor:
     def _fill(self, batch: _Batch, vecs: np.ndarray | None) -> None:
         """Cache the new vectors and give each pending doc its stack of vectors."""
         cached = batch.cached
-        if batch.todo:
+        if batch.todo and vecs is not None:
             self.store.put_vectors(dict(zip(batch.todo, vecs)))
             cached.update(zip(batch.todo, vecs))
             self.on_event("embedded", {"chunks": len(batch.todo)})
