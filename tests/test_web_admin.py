@@ -437,3 +437,31 @@ def test_admin_files_never_turn_server_text_into_markup():
             assert not re.search(r"\b(src|action|formaction)\b\s*[:=]", line), f"{name}: {line.strip()}"
     # the charts' SVG elements come from the HTML parser's namespace, never from a string in the scripts
     assert "createElementNS(parent.namespaceURI" in (WEB / "charts.js").read_text()
+
+
+def test_an_owner_sees_only_their_work_list(browser, kb):
+    """The owner filter reaches all three reports and the URL; an owner of nothing sees empty reports."""
+    page, problems = new_page(browser)
+    page.goto(kb.url + "/admin")
+    page.get_by_label("API key").fill(kb.keys["admin"])
+    page.get_by_label("API key").press("Enter")
+    loaded(page)
+    expect(page.locator("#conflicts-list > li").first).to_be_visible()
+    page.get_by_label("Owner", exact=True).fill("group:nobody")
+    with page.expect_response(lambda r: "/v1/analytics/gaps?" in r.url) as g, \
+            page.expect_response(lambda r: "/v1/analytics/stale?" in r.url) as s, \
+            page.expect_response(lambda r: "/v1/analytics/conflicts?" in r.url) as c:
+        page.get_by_role("button", name="Apply").click()
+    for got in (g, s, c):
+        assert "owner=group%3Anobody" in got.value.url and got.value.status == 200
+    expect(page.locator("#gaps-empty")).to_be_visible()
+    expect(page.locator("#stale-empty")).to_be_visible()
+    expect(page.locator("#conflicts-list > li")).to_have_count(0)
+    assert "owner=group%3Anobody" in page.url
+    page.reload()  # the owner is in the URL
+    expect(page.get_by_label("Owner", exact=True)).to_have_value("group:nobody")
+    page.get_by_label("Owner", exact=True).fill("")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#conflicts-list > li").first).to_be_visible()
+    page.context.close()
+    assert not problems

@@ -96,11 +96,13 @@ function readFilters() {
   const q = new URLSearchParams(location.search);
   for (const name of ["since", "until"]) $(name).value = ISO_DAY.test(q.get(name) || "") ? q.get(name) : "";
   $("period").value = q.get("period") === "day" ? "day" : "week";
+  $("owner").value = (q.get("owner") || "").slice(0, 200);
   markPreset();
 }
 
 function filters() {
-  return { since: $("since").value, until: $("until").value, period: $("period").value };
+  return { since: $("since").value, until: $("until").value, period: $("period").value,
+    owner: $("owner").value.trim() };
 }
 
 function daysAgo(n) {
@@ -130,9 +132,10 @@ function apply(event) {
   if (f.since) q.set("since", f.since);
   if (f.until) q.set("until", f.until);
   if (f.period !== "week") q.set("period", f.period);
+  if (f.owner) q.set("owner", f.owner);
   history.replaceState(null, "", "/admin" + (q.toString() ? "?" + q.toString() : "") + location.hash);
   markPreset();
-  loadAll(false);
+  loadAll(f.owner !== conflictsOwner); // conflicts do not depend on the period, only on the owner
 }
 
 function preset(e) {
@@ -150,12 +153,16 @@ function query(params) {
   return q.toString() ? "?" + q.toString() : "";
 }
 
+let conflictsOwner = null; // the owner the conflicts shown were loaded for
+
 function loadAll(withConflicts) {
   const f = filters();
-  load("gaps", "/v1/analytics/gaps" + query({ since: f.since, until: f.until, period: f.period }), renderGaps);
-  load("stale", "/v1/analytics/stale" + query({ since: f.since, until: f.until }), renderStale);
+  if (withConflicts) conflictsOwner = f.owner;
+  // each team's own work list: the owner filter applies to all three reports
+  load("gaps", "/v1/analytics/gaps" + query({ since: f.since, until: f.until, period: f.period, owner: f.owner }), renderGaps);
+  load("stale", "/v1/analytics/stale" + query({ since: f.since, until: f.until, owner: f.owner }), renderStale);
   // conflicts are about the documents as they are now, not about a period
-  if (withConflicts) load("conflicts", "/v1/analytics/conflicts", renderConflicts);
+  if (withConflicts) load("conflicts", "/v1/analytics/conflicts" + query({ owner: f.owner }), renderConflicts);
 }
 
 async function load(name, path, render) {
