@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, cast
 
 import typer
 from rich.markup import escape
 
 from api.cli_base import EXIT_PARTIAL, AsJson, DataDir, _fail, _settings, app, err, out
 from ingest.errors import ConfigError, LoreError, StoreError
+
+if TYPE_CHECKING:
+    from retriever.search import Mode
 
 # Startup time is the CLI's latency (issue 16): the modules a command needs are imported inside it.
 
@@ -197,7 +200,8 @@ def search(query: str = typer.Argument(..., help="what to look for"),
         filters = Filters(doc_types=tuple(doc_type), doc_ids=tuple(doc_id), path_prefix=path,
                           updated_after=_parse_when(after, "--updated-after"),
                           updated_before=_parse_when(before, "--updated-before"), metadata=_parse_meta(meta))
-        result = build_retriever(s).search(query, Principal.of(user, groups), filters, k, mode=mode)
+        result = build_retriever(s).search(query, Principal.of(user, groups), filters, k,
+                                           mode=cast("Mode", mode))  # checked there: InvalidInput names it
     except LoreError as exc:
         _fail(exc)
     if as_json:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from fastapi import Depends, Request
 
@@ -17,6 +18,18 @@ from api.settings import Settings
 from ingest.errors import LoreError, StoreError
 from retriever.filters import Access
 from retriever.types import Principal
+
+if TYPE_CHECKING:
+    from api.jobs import Jobs
+    from api.syncs import Syncs
+    from assistant.service import Assistant
+    from evals.audit import AuditLog
+    from ingest.embedders import Embedder
+    from ingest.pipeline import Ingestor
+    from ingest.sqlite_store import SqliteStore
+    from retriever.search import Retriever
+
+T = TypeVar("T")
 
 
 class Services:
@@ -29,26 +42,26 @@ class Services:
         self.metrics = Metrics()
         self._lock = threading.RLock()
 
-    def _once(self, name: str, build):
+    def _once(self, name: str, build: Callable[[], T]) -> T:
         with self._lock:  # cached_property alone may build twice under concurrent first requests
             if name not in self.__dict__:
                 self.__dict__[name] = build()
             return self.__dict__[name]
 
     @property
-    def store(self):
+    def store(self) -> SqliteStore:
         return self._once("_store", lambda: wiring.build_store(self.settings))
 
     @property
-    def embedder(self):
+    def embedder(self) -> Embedder:
         return self._once("_embedder", lambda: wiring.build_embedder(self.settings))
 
     @property
-    def retriever(self):
+    def retriever(self) -> Retriever:
         return self._once("_retriever", lambda: wiring.build_retriever(self.settings, self.embedder, self.store))
 
     @property
-    def assistant(self):
+    def assistant(self) -> Assistant:
         return self._once("_assistant", lambda: wiring.build_assistant(self.settings, self.retriever))
 
     @property
@@ -56,7 +69,7 @@ class Services:
         return self._once("_keys", lambda: KeyStore(Path(self.settings.data_dir) / "auth.db"))
 
     @property
-    def audit(self):
+    def audit(self) -> AuditLog:
         from evals.audit import AuditLog
 
         a = self.settings.audit
@@ -64,13 +77,13 @@ class Services:
                                                       retention_days=a.retention_days))
 
     @property
-    def jobs(self):
+    def jobs(self) -> Jobs:
         from api.jobs import Jobs
 
         return self._once("_jobs", lambda: Jobs(self))
 
     @property
-    def syncs(self):
+    def syncs(self) -> Syncs:
         from api.syncs import Syncs
 
         return self._once("_syncs", lambda: Syncs(self.settings, wiring.source_registry(self.settings), self.jobs,
@@ -85,7 +98,7 @@ class Services:
         if acc is not None:
             acc.prepare() if wait else acc.current()
 
-    def ingestor(self, on_event=None):
+    def ingestor(self, on_event: Callable[[str, dict], None] | None = None) -> Ingestor:
         return wiring.build_ingestor(self.settings, on_event, embedder=self.embedder, store=self.store)
 
     def access(self, principal: Principal) -> Access:

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from ingest.pipeline import Ingestor
     from ingest.sources.base import Source
     from ingest.sources.registry import SourceConfig, SourceRegistry
+    from assistant.llm import LLM
+    from assistant.service import Assistant
+    from retriever.search import Retriever
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # Lore never downloads a model at run time
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -81,7 +84,7 @@ def refresh_keyword_index(s: Settings, store: SqliteStore) -> bool:
     return build_keyword_index(s, store).prepare() is not None
 
 
-def build_retriever(s: Settings, embedder: Embedder | None = None, store: SqliteStore | None = None):
+def build_retriever(s: Settings, embedder: Embedder | None = None, store: SqliteStore | None = None) -> Retriever:
     from retriever.rerank import CrossEncoderReranker
     from retriever.search import RetrievalConfig, Retriever
 
@@ -97,7 +100,7 @@ def build_retriever(s: Settings, embedder: Embedder | None = None, store: Sqlite
                      reranker=reranker, keyword_index=keyword_index)
 
 
-def build_llm(s: Settings):
+def build_llm(s: Settings) -> LLM | None:
     """The configured chat model, or None: answers are then extractive and offline."""
     if not s.llm.enabled:
         return None
@@ -115,7 +118,7 @@ def build_llm(s: Settings):
                          max_tokens=c.max_tokens)
 
 
-def build_assistant(s: Settings, retriever=None):
+def build_assistant(s: Settings, retriever: Retriever | None = None) -> Assistant:
     from assistant.extractive import ExtractiveConfig
     from assistant.service import Assistant
 

@@ -179,7 +179,7 @@ def get_document(doc_id: str = Path(..., max_length=300), who: Caller = Depends(
     """The document's provenance and the list of its chunks (passages) in order, with their section,
     pages and span. 404 when it does not exist or you may not read it (the two look the same)."""
     doc = svc.store.get_document(doc_id)
-    if not _visible(svc, who, doc):
+    if doc is None or not _visible(svc, who, doc):
         raise NotFound(_NO_DOC)
     return {**_doc(svc, doc, who), "chunks": [_chunk(c) for c in svc.store.chunks(doc.id)]}
 
