@@ -79,3 +79,13 @@ def small_service(base: Path, text: str):
         s.reader = s.services.keys.create("sam", "", "reader")[0]
         s.admin = s.services.keys.create("root", "", "admin")[0]
         yield s
+
+
+def run_async(main):
+    """`anyio.run(main)` in a thread of its own: the session's Playwright browser (sync API) keeps an event
+    loop running in the main thread once a browser test has run, and asyncio refuses a second one there."""
+    import anyio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="lore-test-async") as pool:
+        return pool.submit(anyio.run, main).result()

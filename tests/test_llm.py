@@ -21,7 +21,7 @@ from assistant.service import NO_EVIDENCE, Assistant
 from conftest import LORE, REPO, SAMPLES
 from fake_openai import FakeOpenAI, Reply
 from ingest.chroma_store import ChromaChunkStore
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, InvalidInput
 from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
 from retriever.search import Retriever
@@ -249,7 +249,7 @@ def test_stream_falls_back_and_offline_stream_sends_the_extractive_text(make, fa
     offline = Assistant(kb.retriever, embedder)
     *deltas, final = offline.stream(PTO, Principal())
     assert final.status == "extractive" and len(deltas) > 3 and "".join(deltas) == final.text
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidInput):
         offline.stream("  ", Principal())
 
 

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
-import anyio
 import httpx
 import httpx2
 import pytest
@@ -23,7 +22,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import LORE
-from tests.live import LiveServer, ingest
+from tests.live import LiveServer, ingest, run_async
 
 LEAVE = """# Leave policy
 
@@ -83,7 +82,7 @@ def session(target, work):
         async with Client(target()) as client:
             return await work(client)
 
-    return anyio.run(main)
+    return run_async(main)
 
 
 def http(srv, key: str | None = None, headers: dict | None = None):

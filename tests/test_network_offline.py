@@ -136,14 +136,15 @@ def _http_mcp(url: str, key: str):
 
 def mcp_ask(transport):
     """The ask tool through the SDK's own client; `transport()` is built inside the event loop."""
-    import anyio
     from mcp import Client
+
+    from tests.live import run_async
 
     async def main():
         async with Client(transport()) as client:
             return await client.call_tool("ask", {"question": "How many PTO hours can I carry over?"})
 
-    return anyio.run(main)
+    return run_async(main)
 
 
 def test_the_checker_catches_a_dns_query():
