@@ -16,9 +16,9 @@ from playwright.sync_api import Page, expect
 from tests.test_web import SHOTS, WEB, new_page
 
 CORPUS = {
-    "policies/pto.md": "---\ntitle: Paid Time Off Policy\ndoc_type: policy\nacl: public\n---\n# Paid Time Off Policy\n\n"
+    "policies/pto.md": "---\ntitle: Paid Time Off Policy\ndoc_type: policy\nacl: public\nowners: [group:people-ops]\n---\n# Paid Time Off Policy\n\n"
                        "## Carry-over\n\nUp to 40 hours of unused PTO carry over.\n\n## Requests\n\nAsk two weeks ahead.\n",
-    "policies/travel.md": "---\ntitle: Travel Policy\ndoc_type: policy\nacl: public\n---\n# Travel Policy\n\n"
+    "policies/travel.md": "---\ntitle: Travel Policy\ndoc_type: policy\nacl: public\nowner: group:people-ops\n---\n# Travel Policy\n\n"
                           "Book trains through the quillfeather portal.\n",
     "specs/payments.md": "---\ntitle: Payments API\ndoc_type: spec\nacl: group:eng\n---\n# Payments API\n\n"
                          "## Rate limits\n\nEach key may send 100 requests per minute.\n",
@@ -88,7 +88,7 @@ def test_documents_search_filter_and_open(browser, srv):
     page, problems = signed_in(browser, srv)
     expect(page.get_by_role("tab", name="Analytics")).to_have_attribute("aria-selected", "true")
     expect(page.get_by_role("heading", name="Knowledge base health")).to_be_visible()
-    expect(page.get_by_role("tab", name="Sources")).to_be_hidden()  # no /v1/sources in this server: no tab, no error
+    expect(page.get_by_role("tab", name="Sources")).to_be_visible()  # GET /v1/sources answers: the tab shows
     page.get_by_role("tab", name="Analytics").press("ArrowRight")  # the tabs work from the keyboard
     expect(page.get_by_role("tab", name="Documents")).to_be_focused()
     expect(page.get_by_role("tab", name="Documents")).to_have_attribute("aria-selected", "true")
@@ -100,10 +100,13 @@ def test_documents_search_filter_and_open(browser, srv):
     expect(page.locator("#docs-status")).to_have_text(f"{len(everything)} of {len(everything)} documents")
     salary = next(d for d in everything if d["title"] == "Salary Bands")
     expect(page.locator(f"tr[data-doc-id='{salary['id']}'] td.acl")).to_have_text("group:hr")
-    if "owners" not in salary:  # owners come from another branch: until the API sends them, no filter, no column
-        expect(docs.get_by_label("Owner")).to_be_hidden()
-        expect(page.locator("#docs-owner-col")).to_be_hidden()
-        expect(doc_rows(page).first.locator("td.owners")).to_have_count(0)
+    assert salary["owners"] == []  # owners from front matter (owners: or owner:), none for this one
+    expect(page.locator("#docs-owner-col")).to_be_visible()
+    docs.get_by_label("Owner").select_option("group:people-ops")  # by owner, in the page
+    expect(doc_rows(page).locator(".doc-title")).to_have_text(["Paid Time Off Policy", "Travel Policy"])
+    expect(doc_rows(page).first.locator("td.owners")).to_have_text("group:people-ops")
+    docs.get_by_label("Owner").select_option("")
+    expect(doc_rows(page)).to_have_count(len(everything))
 
     docs.get_by_label("Title contains").fill("policy")  # search by title, through the API's q
     with page.expect_response(lambda r: "/v1/documents?" in r.url and "q=policy" in r.url):
