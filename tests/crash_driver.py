@@ -12,8 +12,8 @@ from api.settings import Settings
 from api.wiring import build_ingestor
 
 
-def main() -> None:
-    data_dir, point, n, paths = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+def killer(point: str, n: int):
+    """An ingest event hook that SIGKILLs this process at the Nth pass of checkpoint `point`."""
     seen = 0
 
     def on_event(kind: str, data: dict) -> None:
@@ -23,6 +23,12 @@ def main() -> None:
             if seen == n:
                 os.kill(os.getpid(), signal.SIGKILL)
 
+    return on_event
+
+
+def main() -> None:
+    data_dir, point, n, paths = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    on_event = killer(point, n)
     s = Settings(data_dir=data_dir)
     s.ingest.batch_chunks = 8  # several flushes even on the small sample corpus
     report = build_ingestor(s, on_event=on_event).ingest(paths)

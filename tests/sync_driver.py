@@ -4,10 +4,9 @@ Usage: python sync_driver.py DATA_DIR POINT N URL FLAVOR CREDENTIALS_JSON   (POI
 """
 
 import json
-import os
-import signal
 import sys
 
+from crash_driver import killer  # the same kill hook as the ingest crash tests (scripts run from tests/)
 from api.settings import Settings
 from api.wiring import build_ingestor
 from ingest.sources.confluence import ConfluenceSource
@@ -16,15 +15,7 @@ from ingest.sync import Syncer
 
 def main() -> None:
     data_dir, point, n, url, flavor, creds = sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:7]
-    seen = 0
-
-    def on_event(kind: str, data: dict) -> None:
-        nonlocal seen
-        if kind == "checkpoint" and data["at"] == point:
-            seen += 1
-            if seen == n:
-                os.kill(os.getpid(), signal.SIGKILL)
-
+    on_event = killer(point, n)
     s = Settings(data_dir=data_dir)
     s.ingest.batch_chunks = 4  # several flushes even for a small space
     src = ConfluenceSource("eng-wiki", url, flavor=flavor, spaces=["ENG"], page_size=3, **json.loads(creds))
