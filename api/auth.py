@@ -22,7 +22,7 @@ from typing import Literal
 
 from ingest.errors import ConfigError, LoreError, StoreError
 from ingest.sqlite_db import Schema, migrate
-from retriever.types import Principal
+from ingest.access import Principal
 
 log = logging.getLogger(__name__)
 TOUCH_EVERY_S = 60.0  # last_used_at is written at most this often per key: a read must not cost a write

@@ -191,7 +191,7 @@ def search(query: str = typer.Argument(..., help="what to look for"),
     """Search the knowledge base: ranked passages with title, section, page, score and a snippet."""
     from api.wiring import build_retriever
     from retriever.snippet import snippet
-    from retriever.types import Filters, Principal
+    from ingest.access import Filters, Principal
 
     s = _settings(data_dir)
     try:
@@ -246,7 +246,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
     """Answer a question from the knowledge base, every sentence with a verified citation."""
     from api.wiring import build_assistant
-    from retriever.types import Principal
+    from ingest.access import Principal
 
     s = _settings(data_dir)
     try:

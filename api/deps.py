@@ -16,8 +16,8 @@ from api import wiring
 from api.auth import Caller, Forbidden, KeyStore, Unauthorized, bearer, trusted
 from api.settings import Settings
 from ingest.errors import LoreError, StoreError
-from retriever.filters import Access
-from retriever.types import Principal
+from ingest.access import Access
+from ingest.access import Principal
 
 if TYPE_CHECKING:
     from api.jobs import Jobs

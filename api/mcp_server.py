@@ -43,7 +43,7 @@ from api.schemas import MAX_QUESTION, AnswerOut, AskIn, CitationOut, FiltersIn, 
 from api.settings import Settings
 from api.slack.blocks import passage_link  # the web page's deep link to a passage, as the Slack bot gives it
 from ingest.errors import DocumentNotFound, LoreError, NotFound
-from retriever.types import Principal
+from ingest.access import Principal
 
 log = logging.getLogger(__name__)
 KEY_VARIABLE = "LORE_API_KEY"  # `lore mcp` runs as the principal of this API key

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from retriever.types import Filters
+from ingest.access import Filters
 
 MAX_QUESTION = 2000
 

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.errors import ConfigError
 from ingest.types import validate_acl
-from retriever.types import Principal
+from ingest.access import Principal
 
 
 class EmbeddingSettings(BaseModel):

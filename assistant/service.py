@@ -24,7 +24,8 @@ from ingest.embedders import Embedder
 from ingest.errors import ConfigError, InvalidInput
 from ingest.keywords import STOPWORDS, query_terms
 from retriever.search import Retriever
-from retriever.types import Filters, Hit, Principal
+from ingest.access import Filters, Principal
+from retriever.types import Hit
 
 log = logging.getLogger(__name__)
 NO_EVIDENCE = ("The knowledge base does not cover this question, so Lore will not guess. "

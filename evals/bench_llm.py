@@ -53,7 +53,7 @@ def main() -> int:
     from ingest.pipeline import Ingestor
     from ingest.sqlite_store import SqliteStore
     from retriever.search import Retriever
-    from retriever.types import Principal
+    from ingest.access import Principal
 
     gguf = args.gguf or default_gguf()
     threads = os.cpu_count() or 1

@@ -449,8 +449,9 @@ def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], l
             keyword_index: str | None = None) -> dict:
     from api.wiring import build_retriever
     from ingest.types import DEFAULT_ACL_MARK
-    from retriever.filters import Access, chroma_where
-    from retriever.types import Filters, Principal
+    from ingest.access import Access
+    from retriever.filters import chroma_where
+    from ingest.access import Filters, Principal
 
     s = _settings(folder, models)
     if keyword_index:

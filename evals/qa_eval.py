@@ -143,7 +143,7 @@ def stack_for(corpus: str | Path | None, data_dir: str | Path | None, stack: Sta
 
 
 def answer_all(rows: list[dict], assistant, progress: bool = True, label: str = "questions") -> list[dict]:
-    from retriever.types import Principal
+    from ingest.access import Principal
 
     assistant.answer("warm-up: what does the knowledge base cover?", Principal())
     out = []

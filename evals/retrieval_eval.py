@@ -218,7 +218,7 @@ def run_meta(kind: str, stack: Stack) -> dict:
 def run_beir(beir_dir: str | Path, stack: Stack, split: str = "test", data_dir: str | Path | None = None,
              progress: bool = True, modes: Sequence[str] = MODES, top_k: int = TOP_K) -> dict:
     """Ingest a BEIR corpus with Lore and score its judged queries in each search mode."""
-    from retriever.types import Principal
+    from ingest.access import Principal
 
     if top_k < 1:
         raise ConfigError(f"top_k must be at least 1, got {top_k}")

@@ -40,7 +40,7 @@ def collect(stack: Stack, progress: bool = True) -> list[dict]:
     from dataclasses import replace
 
     from assistant.extractive import unit_features
-    from retriever.types import Principal
+    from ingest.access import Principal
 
     out = []
     for name, corpus in TRAIN_SETS:

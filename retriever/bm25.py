@@ -20,7 +20,8 @@ import numpy as np
 
 from ingest.errors import sqlite_unusable
 from ingest.sqlite_store import DAMAGED, SqliteStore, fts_tokens
-from retriever.filters import Access, acl_where
+from ingest.access import Access
+from retriever.filters import acl_where
 
 K1, B = 1.2, 0.75  # FTS5's bm25() constants
 _COLS = {"title": 0, "section": 1, "body": 2}  # chunks_fts's columns, in bm25()'s weight order

@@ -2,29 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ingest.types import DEFAULT_ACL_MARK
-from ingest.types import SourceDoc
-from retriever.types import Filters, Principal
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    """The ACL tokens a principal matches, with the default-ACL marker when the default admits them."""
-
-    tokens: tuple[str, ...]
-
-    @classmethod
-    def for_principal(cls, principal: Principal, default_acl: tuple[str, ...]) -> "Access":
-        own = principal.tokens()
-        extra = (DEFAULT_ACL_MARK,) if set(own) & set(default_acl) else ()
-        return cls(tuple(sorted({*own, *extra})))
-
-    def can_read(self, doc: SourceDoc) -> bool:
-        # a stored ACL that names the marker itself grants nothing through it: only an empty ACL does
-        acl = tuple(t for t in doc.acl if t != DEFAULT_ACL_MARK) if doc.acl else (DEFAULT_ACL_MARK,)
-        return bool(set(acl) & set(self.tokens))
+from ingest.access import Access, Filters
+from ingest.types import DEFAULT_ACL_MARK, SourceDoc
 
 
 def chroma_where(access: Access, f: Filters, doc_ids: tuple[str, ...] | None) -> dict:

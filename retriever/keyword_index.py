@@ -32,7 +32,7 @@ from ingest.keywords import query_terms
 from ingest.types import DEFAULT_ACL_MARK
 from ingest.sqlite_store import SqliteStore, fts_tokens
 from retriever.bm25 import contributions, idf
-from retriever.filters import Access
+from ingest.access import Access
 
 log = logging.getLogger(__name__)
 Mode = Literal["auto", "memory", "fts5"]

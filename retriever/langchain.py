@@ -9,7 +9,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from retriever.types import Filters, Principal
+from ingest.access import Filters, Principal
 
 
 class LoreRetriever(BaseRetriever):

@@ -17,10 +17,12 @@ from ingest.sqlite_store import SqliteStore
 from ingest.types import PUBLIC
 from retriever.dedupe import collapse
 from retriever.bm25 import ReaderFts
-from retriever.filters import Access, chroma_where, doc_matches, scope_where, sql_where
+from ingest.access import Access
+from retriever.filters import chroma_where, doc_matches, scope_where, sql_where
 from retriever.fusion import fuse
 from retriever.keyword_index import KeywordAccelerator
-from retriever.types import Filters, Hit, Principal, SearchResult
+from ingest.access import Filters, Principal
+from retriever.types import Hit, SearchResult
 
 log = logging.getLogger(__name__)
 Mode = Literal["hybrid", "dense", "keyword"]

@@ -24,9 +24,10 @@ from ingest.errors import ConfigError
 from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, SourceDoc
-from retriever.filters import Access, doc_matches
+from ingest.access import Access
+from retriever.filters import doc_matches
 from retriever.search import RetrievalConfig, Retriever
-from retriever.types import Filters, Principal
+from ingest.access import Filters, Principal
 
 USERS = ("u1", "u2", "u3")  # u3 appears in no stored ACL
 GROUPS = ("g1", "g2", "g3")  # g3 appears in no stored ACL

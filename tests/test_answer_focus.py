@@ -12,7 +12,7 @@ import pytest
 
 from assistant.extractive import contradicts, display, split_units
 from assistant.service import focus_question
-from retriever.types import Principal
+from ingest.access import Principal
 
 from conftest import REPO
 

@@ -5,7 +5,7 @@ import pytest
 from assistant.service import Assistant, resolve_follow_up
 from assistant.types import Citation, QuoteNotInPassage
 from retriever.search import Retriever
-from retriever.types import Principal
+from ingest.access import Principal
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from api.auth import Caller
 from evals.audit import AuditLog
 from evals.redact import luhn, redact, scan
 from ingest.errors import ConfigError, InvalidInput, NotFound
-from retriever.types import Principal
+from ingest.access import Principal
 
 SAM = Caller(Principal("sam", ()), "reader", "key", "k-sam")
 SAM_PROXY = Caller(Principal("sam", ()), "reader", "proxy")

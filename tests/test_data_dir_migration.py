@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from retriever.search import Retriever
-from retriever.types import Principal
+from ingest.access import Principal
 
 
 def as_before_versions(db_path: Path, drop: dict[str, list[str]] | None = None, indexes: tuple[str, ...] = ()) -> None:

@@ -52,10 +52,11 @@ from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, SourceDoc
 from retriever import keyword_index as ki
-from retriever.filters import Access, sql_where
+from ingest.access import Access
+from retriever.filters import sql_where
 from retriever.keyword_index import KeywordAccelerator, KeywordIndex
 from retriever.search import RetrievalConfig, Retriever
-from retriever.types import Filters, Principal
+from ingest.access import Filters, Principal
 
 UTC = timezone.utc
 ANON = Principal()
@@ -470,9 +471,9 @@ def test_a_one_shot_process_saves_its_background_build_before_exiting(office_kb)
     script = (
         "import sys; from pathlib import Path\n"
         "from ingest.sqlite_store import SqliteStore\n"
-        "from retriever.filters import Access\n"
+        "from ingest.access import Access\n"
         "from retriever.keyword_index import KeywordAccelerator\n"
-        "from retriever.types import Principal\n"
+        "from ingest.access import Principal\n"
         f"acc = KeywordAccelerator(SqliteStore({str(ing.store.path)!r}), Path({str(folder)!r}), mode='memory',"
         " sync_max_chunks=0)\n"
         "assert acc.search('wifi', 5, Access.for_principal(Principal(), ('public',))) is None\n"

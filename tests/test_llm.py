@@ -25,7 +25,7 @@ from ingest.errors import ConfigError, InvalidInput
 from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
 from retriever.search import Retriever
-from retriever.types import Principal
+from ingest.access import Principal
 from test_assistant import _check_citations
 
 KEY = "sk-lore-test-7c1f0e9d2b"

@@ -21,7 +21,7 @@ from assistant.llm import Completion, OpenAIChatLLM
 from assistant.service import Assistant
 from conftest import LORE, REPO, SAMPLES
 from ingest.errors import ConfigError
-from retriever.types import Principal
+from ingest.access import Principal
 
 PTO = "How many PTO hours can I carry over?"
 

@@ -22,9 +22,10 @@ from ingest.errors import ConfigError, InvalidInput
 from ingest.pipeline import Ingestor, doc_id_for
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DEFAULT_ACL_MARK
-from retriever.filters import Access, chroma_where, sql_where
+from ingest.access import Access
+from retriever.filters import chroma_where, sql_where
 from retriever.search import RetrievalConfig, Retriever
-from retriever.types import Filters, Principal
+from ingest.access import Filters, Principal
 
 MODES = ("hybrid", "dense", "keyword")
 HR = Principal("hana", ("hr",))

@@ -17,7 +17,7 @@ import pytest
 from ingest.chroma_store import ChromaChunkStore
 from ingest.pipeline import doc_id_for
 from retriever.search import RetrievalConfig, Retriever
-from retriever.types import Principal
+from ingest.access import Principal
 
 from test_retriever import (ANON, ENG, FILTER_CASES, HR, MODES, WIFI_Q, WIFI_V1, assert_well_formed, build_kb,
                             found_chunks, found_docs, stale_meta, write_md)

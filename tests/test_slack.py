@@ -346,7 +346,7 @@ def test_a_failed_answer_posts_an_apology_in_place_of_the_status(env, monkeypatc
 
 def test_long_answers_stay_within_slack_limits(env):
     from api.slack.blocks import passage_link, render_answer
-    from retriever.types import Principal
+    from ingest.access import Principal
 
     a = env.services.assistant.answer(PTO, Principal("sam"))
     many = tuple(replace(c, marker=i, quote=c.quote * 40, title=c.title * 20)

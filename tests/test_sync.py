@@ -14,7 +14,7 @@ from ingest.sources.git import GitSource
 from ingest.sources.registry import SourceConfig, SourceRegistry
 from ingest.sync import Syncer, source_doc_id
 from retriever.search import Retriever
-from retriever.types import Principal
+from ingest.access import Principal
 from tests.conftest import ENTERPRISE_DIRS, SAMPLES, snapshot
 from tests.fake_confluence import FakeConfluence
 from tests.gitrepo import Repo, date

@@ -29,7 +29,7 @@ from api.slack.client import web_client
 from api.slack.convo import MAX_QUESTION, Seen, answer_metadata, question_text, thread_history
 from api.slack.principals import Directory
 from ingest.errors import ConfigError, LoreError
-from retriever.types import Principal
+from ingest.access import Principal
 
 log = logging.getLogger(__name__)
 WORKERS = 8

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 from api.settings import SlackSettings
 from ingest.errors import ConfigError
-from retriever.types import Principal
+from ingest.access import Principal
 
 if TYPE_CHECKING:  # every settings load checks the Slack names: slack_sdk (~30 ms) loads only when the bot runs
     from slack_sdk import WebClient

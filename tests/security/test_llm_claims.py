@@ -7,7 +7,7 @@ import os
 import subprocess
 
 from assistant.grounding import missing_facts
-from retriever.types import Principal
+from ingest.access import Principal
 from tests.conftest import LORE, REPO
 from tests.test_llm import KEY, MODEL, PTO, Cited, fake, kb, make, server  # noqa: F401 - fixtures
 

@@ -14,10 +14,11 @@ import numpy as np
 
 from ingest.chroma_store import ChromaChunkStore
 from ingest.pipeline import doc_id_for
-from retriever.filters import Access, chroma_where
+from ingest.access import Access
+from retriever.filters import chroma_where
 from tests.test_chroma_server import chroma_server
 from retriever.search import Retriever
-from retriever.types import Filters, Principal
+from ingest.access import Filters, Principal
 
 COPIES = 1500
 PARA = "Quarterly synergy alignment memo: please review the attached deck before Friday's sync."

@@ -20,10 +20,11 @@ from ingest.keywords import query_terms
 from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DOC_TYPES, Chunk, SourceDoc
-from retriever.filters import Access, sql_where
+from ingest.access import Access
+from retriever.filters import sql_where
 from retriever.keyword_index import KeywordAccelerator, KeywordIndex
 from retriever.search import Retriever
-from retriever.types import Filters, Principal
+from ingest.access import Filters, Principal
 
 MODES = ("hybrid", "dense", "keyword")
 QUERIES = ["How many PTO hours carry over into next year?", "requests per minute rate limit API key",

@@ -7,7 +7,7 @@ import pytest
 
 from ingest.errors import InvalidInput
 from retriever.search import Retriever
-from retriever.types import Filters, Principal
+from ingest.access import Filters, Principal
 
 BAD = [2**63, 2**64, -2**63 - 1, 10**40, float("nan"), float("inf"), float("-inf")]
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from retriever.search import Retriever
-from retriever.types import Filters, Principal
+from ingest.access import Filters, Principal
 
 MODES = ("hybrid", "dense", "keyword")
 READER, HR = Principal("sam"), Principal("ana", ("hr",))
