@@ -7,12 +7,13 @@ offline extractive answer with a note. Without one, the extractive answerer is t
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import time
 import uuid
 from dataclasses import replace
-from typing import Generator, Iterator, Sequence
+from typing import Any, Generator, Iterator, Sequence
 
 from assistant import prompts
 from assistant.extractive import (MAX_QUOTE, ExtractiveConfig, confidence, context_span, display, extend, quote_of,
@@ -116,6 +117,13 @@ class Assistant:
         self.top_k, self.llm, self.llm_passages = top_k, llm, llm_passages
         self.answer_prompt = prompts.load("answer", prompt_version) if llm else None
         self.condense_prompt = prompts.load("condense", prompt_version) if llm and condense else None
+
+    def reconfigured(self, **changes: Any) -> "Assistant":
+        """A sibling answering with `changes` applied to the extractive config (e.g. `threshold=`), sharing
+        this one's retriever, embedder and LLM; this assistant is left as it was."""
+        sibling = copy.copy(self)
+        sibling.config = replace(self.config, **changes)
+        return sibling
 
     @property
     def models(self) -> dict:

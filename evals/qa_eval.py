@@ -43,7 +43,6 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from evals.retrieval_eval import _progress, ingest_corpus, json_lines, run_meta
@@ -325,8 +324,8 @@ def calibrate(datasets, stack: Stack, corpora=None, data_dir: str | Path | None 
         ingest_for(at, corpus, progress)
         assistant = at.assistant()
         current = assistant.config.threshold
-        assistant.config = replace(assistant.config, threshold=float("-inf"))  # never abstain: see every confidence
-        results += answer_all(rows, assistant, progress, label=f"calibrating {Path(ds).name}")
+        blind = assistant.reconfigured(threshold=float("-inf"))  # never abstains: shows every confidence
+        results += answer_all(rows, blind, progress, label=f"calibrating {Path(ds).name}")
     out = sweep(results, max_answerable_abstain)
     out.update({"datasets": [str(d) for d in datasets], "questions": len(results), "current": current,
                 "max_answerable_abstain": max_answerable_abstain})

@@ -52,6 +52,16 @@ def test_unanswerable_questions_abstain_and_show_closest_sources(assistant, ques
     assert "does not cover" in ans.text and ans.hits  # closest sources are listed, nothing cited
 
 
+def test_reconfigured_sibling_changes_only_itself(assistant):
+    """Calibration answers with a never-abstaining sibling; the assistant it came from still abstains."""
+    q = "recipe for banana bread"
+    blind = assistant.reconfigured(threshold=float("-inf"))
+    assert blind.retriever is assistant.retriever and blind.config.threshold == float("-inf")
+    assert blind.answer(q, Principal()).status != "no_evidence"
+    assert assistant.answer(q, Principal()).status == "no_evidence"
+    assert assistant.config.threshold > float("-inf")
+
+
 def test_forbidden_passage_is_never_cited_or_quoted(assistant):
     q = "what is the salary band for a senior engineer in Lisbon"
     hr = assistant.answer(q, Principal("ana", ("hr",)))
