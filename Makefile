@@ -37,7 +37,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 # Only the tests need these (`make test`); `make demo` runs without them and without sudo.
 # The web page's end-to-end tests drive Debian's chromium through Playwright (executable_path), so
 # Playwright's own browser download is never needed.
-# strace: the test that proves no Lore command reaches for the network (tests/test_network_offline.py).
+# strace: the test that proves no Lore command reaches for the network (tests/api/test_network_offline.py).
 # git: the Git source's tests make real repositories (a Git source needs git where Lore runs, too).
 browser:
 	@{ command -v chromium && command -v strace && command -v git; } > /dev/null || { echo "installing Debian chromium, strace and git for the tests"; \

@@ -2,7 +2,7 @@
 
 Usage: python evals/bench_sync.py [--pages 5000] [--flavor cloud|datacenter] [--backend onnx|torch|hash]
                                   [--parse-workers N] [--repeat 3] [--json]
-A local fake of Confluence (tests/fake_confluence.py, real HTTP on loopback) holds one space of `--pages`
+A local fake of Confluence (tests/support/fake_confluence.py, real HTTP on loopback) holds one space of `--pages`
 generated pages in a tree (short bodies: a heading and two sentences, ~0.3 kB as fetched). The source is
 configured and synced as `lore sources sync` does (api.wiring.sync_source, into a temporary data dir, model
 warmed up first). Then, `--repeat` times in turn: an unchanged re-sync, and the inventory listing alone
@@ -47,7 +47,7 @@ def main() -> int:
     from api.settings import Settings, SourcesSettings
     from api.wiring import build_ingestor, build_source, source_registry, sync_source
     from ingest.sources.registry import SourceConfig
-    from tests.fake_confluence import FakeConfluence
+    from tests.support.fake_confluence import FakeConfluence
 
     console = Console(stderr=True)
     load = [round(os.getloadavg()[0], 2)]

@@ -1,6 +1,6 @@
 """The quality gate: a small eval over the bundled sample corpus against thresholds kept in evals/gate.json.
 
-`lore eval gate` and tests/test_quality_gate.py (so `make test`) run it; the current LORE_* settings
+`lore eval gate` and tests/evals/test_quality_gate.py (so `make test`) run it; the current LORE_* settings
 apply, which is how a degraded setting is shown to fail. A metric is named as in `lore eval qa --json`,
 nested ones with a dot (`abstention.recall`); each threshold is `{"min": x}` or `{"max": x}`.
 """

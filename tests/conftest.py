@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ENTERPRISE_DIRS, LORE, REPO, SAMPLES
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -19,11 +21,6 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 for _name in [k for k in os.environ if k.startswith("LORE_") and k != "LORE_SCREENSHOTS"]:  # a test switch
     del os.environ[_name]
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples" / "acme"
-ENTERPRISE = REPO.parent / "shared" / "corpora" / "enterprise"
-ENTERPRISE_DIRS = [ENTERPRISE / d for d in ("policies", "specs", "incidents")]
-LORE = str(Path(sys.executable).parent / "lore")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -89,21 +86,6 @@ def corpus(tmp_path) -> Path:
     return dst
 
 
-def snapshot(ingestor) -> dict:
-    """Everything a knowledge base holds, minus ingest timestamps: for exact equality checks."""
-    store, vectors = ingestor.store, ingestor.vectors
-    docs = {d.id: (d.uri, d.title, d.doc_type, d.version, d.acl, d.chunk_count) for d in store.documents()}
-    chunks = {}
-    for doc_id in docs:
-        for c in store.chunks(doc_id):
-            chunks[c.id] = (c.text, c.section, c.start, c.end, c.page_start, c.page_end, c.content_hash)
-    fts = store._db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
-    ids = vectors.ids()
-    got = vectors.get(sorted(ids)) if ids else {}
-    vec_meta = {i: (m["doc_id"], m["version"], tuple(m["acl"])) for i, (_, m) in got.items()}
-    return {"docs": docs, "chunks": chunks, "fts_rows": fts, "vector_ids": ids, "vector_meta": vec_meta}
-
-
 # A sitecustomize that every Python process of a run imports (parser workers included) when its folder is
 # on PYTHONPATH: an audit hook refusing any socket connect or DNS lookup.
 NO_NET = textwrap.dedent("""
@@ -128,7 +110,7 @@ def no_net_dir(tmp_path_factory) -> str:
 def enterprise_kb(tmp_path_factory, no_net_dir, onnx_cache) -> tuple[Path, subprocess.CompletedProcess]:
     """The whole shared enterprise corpus ingested once by `lore ingest`, with the network unreachable.
 
-    Read-only use: the CLI test checks the ingest itself, tests/test_datasets.py the QA sets against it.
+    Read-only use: the CLI test checks the ingest itself, tests/evals/test_datasets.py the QA sets against it.
     """
     d = tmp_path_factory.mktemp("enterprise-kb") / "kb"
     env = {**os.environ, "PYTHONPATH": no_net_dir}
@@ -146,7 +128,7 @@ def api_env(tmp_path_factory, onnx_cache):
     or ingest start their own service).
     """
     from api.settings import Settings
-    from tests.live import LiveServer, ingest
+    from tests.support.live import LiveServer, ingest
 
     data = tmp_path_factory.mktemp("api-kb")
     settings = Settings(data_dir=data)

@@ -12,9 +12,9 @@ import pytest
 
 from ingest.formats import format_of
 from ingest.sources.base import ItemUnavailable, Source, SourceItem, SourceUnavailable
-from tests.conftest import SAMPLES
-from tests.fake_confluence import FakeConfluence
-from tests.gitrepo import Repo, date
+from tests.support import SAMPLES
+from tests.support.fake_confluence import FakeConfluence
+from tests.support.gitrepo import Repo, date
 
 
 @dataclasses.dataclass

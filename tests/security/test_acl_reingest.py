@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LORE, REPO
+from tests.support import LORE, REPO
 
 SECRET = "The quartzmoth salary band for level 7 is 181,000 EUR."
 
@@ -113,8 +113,8 @@ def test_cli_reingest_keeps_hr_documents_hidden(tmp_path):
 
 def test_http_reingest_without_acl_keeps_readers(tmp_path, onnx_cache):
     from api.settings import Settings
-    from tests.live import LiveServer
-    from tests.test_api_documents import wait_job
+    from tests.support.live import LiveServer
+    from tests.support.live import wait_job
 
     kb = _kb(tmp_path)
     settings = Settings(data_dir=tmp_path / "data", server={"ingest_roots": [str(kb)]})

@@ -15,7 +15,7 @@ POSTS = ["/v1/ask", "/v1/ask/stream", "/v1/search", "/v1/feedback", "/v1/chat/co
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    from tests.live import small_service
+    from tests.support.live import small_service
 
     with small_service(tmp_path_factory.mktemp("bodies"), DOC) as s:
         yield s

@@ -8,7 +8,7 @@ import subprocess
 
 import httpx
 
-from tests.conftest import LORE
+from tests.support import LORE
 
 GARBAGE = b"this is not an SQLite database\n" * 200
 
@@ -25,7 +25,7 @@ def test_keys_cli_exits_5_naming_the_file(tmp_path):
 
 def test_a_live_server_answers_503_json(tmp_path, caplog):
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     (tmp_path / "auth.db").write_bytes(GARBAGE)
     caplog.set_level(logging.WARNING)

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("demo"), embedding={"backend": "hash"},
                         server={"auth": "none"})

@@ -59,7 +59,7 @@ def fill(disk: Path) -> Path:
 
 def test_reads_survive_a_full_disk_and_readyz_tells_the_truth(small_disk, tmp_path, caplog):
     from api.settings import Settings
-    from tests.live import LiveServer, ingest
+    from tests.support.live import LiveServer, ingest
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -13,7 +13,7 @@ DOC = "---\ntitle: Leave policy\n---\n# Carry-over\n\nEmployees may carry over 4
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    from tests.live import small_service
+    from tests.support.live import small_service
 
     with small_service(tmp_path_factory.mktemp("headers"), DOC) as s:
         yield s

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import LORE
-from tests.live import free_port
+from tests.support import LORE
+from tests.support.live import free_port
 
 MALLORY = {"X-Forwarded-For": "10.0.0.5", "X-Forwarded-User": "mallory", "X-Forwarded-Groups": "hr,lore-admins"}
 
@@ -74,10 +74,10 @@ def test_forwarded_for_does_not_make_a_local_caller_the_proxy(tmp_path):
 
 
 def test_the_test_server_uses_the_same_uvicorn_settings(tmp_path):
-    """tests/live.py builds its server with the same config builder as `lore serve`."""
+    """tests/support/live.py builds its server with the same config builder as `lore serve`."""
     from api.app import uvicorn_config
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     settings = Settings(data_dir=tmp_path, embedding={"backend": "hash"},
                         server={"auth": "proxy", "trusted_proxies": ["10.0.0.5"]})

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.live import free_port
+from tests.support.live import free_port
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM, BOT = "T0ACME", "U0LORE"
@@ -31,7 +31,7 @@ def signed_post(url: str, body: bytes, content_type: str) -> tuple[httpx.Respons
 @pytest.fixture()
 def lore(tmp_path):
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     nowhere = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there: connection refused
     settings = Settings(data_dir=tmp_path, embedding={"backend": "hash"},

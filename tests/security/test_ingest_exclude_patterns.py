@@ -50,7 +50,7 @@ def test_loreignore(folder, tmp_path):
 
 def test_api_refuses_at_once_with_400(folder, tmp_path, onnx_cache):
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     other = folder.parent / "other"
     other.mkdir()

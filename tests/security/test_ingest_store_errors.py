@@ -115,7 +115,7 @@ def test_damaged_registry_is_503_over_http(kb, tmp_path, onnx_cache):
     import httpx
 
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     d = _copy(kb[0], tmp_path / "kb")
     damage_tables(d / "lore.db", "documents", "chunks")
@@ -133,7 +133,7 @@ def test_damaged_job_log_is_503_over_http(tmp_path, onnx_cache):
 
     from api.joblog import JobLog
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     d = tmp_path / "kb"
     log = JobLog(d / "jobs.db")

@@ -18,7 +18,7 @@ def md(title: str, text: str) -> bytes:
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, onnx_cache):
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("names") / "data", server={"auth": "none"})
     with LiveServer(settings) as s:

@@ -20,7 +20,7 @@ def upload(c: httpx.Client, name: str, content: bytes) -> dict:
 
 def test_stray_upload_files_are_reconciled_on_restart(tmp_path, onnx_cache):
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     def settings():
         return Settings(data_dir=tmp_path / "data", server={"auth": "none"})
@@ -51,7 +51,7 @@ def test_stray_upload_files_are_reconciled_on_restart(tmp_path, onnx_cache):
 
 def test_reconcile_keeps_what_is_tracked_and_is_idempotent(tmp_path, onnx_cache):
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     settings = Settings(data_dir=tmp_path / "data", server={"auth": "none"})
     with LiveServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DRIVER = str(REPO / "tests" / "crash_driver.py")
+DRIVER = str(REPO / "tests" / "support" / "crash_driver.py")
 
 
 def _vectors(ingestor) -> dict[str, np.ndarray]:

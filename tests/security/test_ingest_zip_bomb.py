@@ -89,7 +89,7 @@ def test_real_office_files_pass():
 @pytest.fixture(scope="module")
 def small_limits(tmp_path_factory, onnx_cache):
     from api.settings import Settings
-    from tests.live import LiveServer
+    from tests.support.live import LiveServer
 
     data = tmp_path_factory.mktemp("zip-bomb") / "data"
     settings = Settings(data_dir=data, server={"auth": "none", "max_upload_mb": 2}, ingest={"max_file_mb": 1})

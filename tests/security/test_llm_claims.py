@@ -8,8 +8,8 @@ import subprocess
 
 from assistant.grounding import missing_facts
 from ingest.access import Principal
-from tests.conftest import LORE, REPO
-from tests.test_llm import KEY, MODEL, PTO, Cited, fake, kb, make, server  # noqa: F401 - fixtures
+from tests.support import LORE, REPO
+from tests.support.llm import KEY, MODEL, PTO, Cited, fake, kb, make, server  # noqa: F401 - fixtures
 
 CEO = "The CEO salary is 9,999,999 EUR [{a}]."
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import LiveServer, ingest
+from tests.support.live import LiveServer, ingest
 
 MARKER = "zebrafinch"  # asked about (so echoed back in queries); what must never come back is below
 CANARIES = ["kestrelvelvet", "Porto office", "81,000"]  # in HR passages only, never sent by a probe

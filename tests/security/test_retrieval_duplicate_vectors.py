@@ -16,7 +16,7 @@ from ingest.chroma_store import ChromaChunkStore
 from ingest.pipeline import doc_id_for
 from ingest.access import Access
 from retriever.filters import chroma_where
-from tests.test_chroma_server import chroma_server
+from tests.support.chroma import chroma_server
 from retriever.search import Retriever
 from ingest.access import Filters, Principal
 
@@ -206,7 +206,7 @@ def test_lore_index_check_and_repair(tmp_path, corpus, make_ingestor, embedder, 
     assert ok.exit_code == 0, ok.output
 
 
-chroma_url = chroma_server  # the `chroma run` server of tests/test_chroma_server.py
+chroma_url = chroma_server  # the `chroma run` server of tests/support/chroma.py
 
 
 def test_groups_against_a_chroma_server(tmp_path, corpus, embedder, chroma_url):
