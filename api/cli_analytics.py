@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 from rich.markup import escape
 
 from api.cli_base import AsJson, DataDir, _fail, _settings, app, out
 from ingest.errors import ConfigError, LoreError
+
+if TYPE_CHECKING:
+    from api.deps import Services
 
 
 def _when(value: Optional[str], option: str, end: bool) -> datetime | None:
@@ -28,11 +31,11 @@ def _when(value: Optional[str], option: str, end: bool) -> datetime | None:
     return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def _report(data_dir: Optional[Path], build, *args, **kwargs) -> dict:
-    """Run one report over the knowledge base's services; Lore errors exit with their message."""
+def _report(data_dir: Optional[Path], build: Callable[[Services], dict]) -> dict:
+    """Run one report on the parts of the knowledge base it names; Lore errors exit with their message."""
     svc = _services(data_dir)
     try:
-        return build(svc, *args, **kwargs)
+        return build(svc)
     except LoreError as exc:
         _fail(exc)
     finally:
@@ -56,7 +59,7 @@ def _owners_line(report: dict) -> None:
               soft_wrap=True)
 
 
-def _services(data_dir: Optional[Path]):
+def _services(data_dir: Optional[Path]) -> Services:
     from api.deps import Services
 
     return Services(_settings(data_dir))
@@ -75,7 +78,10 @@ def gaps(since: Optional[str] = typer.Option(None, "--since", help="from this da
     start, end = _when(since, "--since", False), _when(until, "--until", True)
     if period not in ("week", "day"):
         _fail(ConfigError(f"--period {period!r} is not week or day"))
-    report = _report(data_dir, gaps_report, start, end, min_size, period, owner=_owner(owner))
+    who = _owner(owner)
+    report = _report(data_dir, lambda svc: gaps_report(svc.audit, svc.store, svc.vectors, svc.embedder,
+                                                       svc.settings.answer.threshold, start, end, min_size, period,
+                                                       owner=who))
     if as_json:
         print(json.dumps(report))
         return
@@ -102,7 +108,8 @@ def stale(limit: int = typer.Option(20, "--limit", min=1, max=500, help="how man
     from evals.analytics import stale_report
 
     start, end = _when(since, "--since", False), _when(until, "--until", True)
-    report = _report(data_dir, stale_report, limit, start, end, owner=_owner(owner))
+    who = _owner(owner)
+    report = _report(data_dir, lambda svc: stale_report(svc.audit, svc.store, limit, start, end, owner=who))
     if as_json:
         print(json.dumps(report))
         return
@@ -124,7 +131,9 @@ def conflicts(limit: int = typer.Option(50, "--limit", min=1, max=500, help="mos
     """Conflicts: passages of different documents (or versions) giving different numbers, dates or limits."""
     from evals.analytics import conflicts_report
 
-    report = _report(data_dir, conflicts_report, limit, owner=_owner(owner))
+    who = _owner(owner)
+    report = _report(data_dir, lambda svc: conflicts_report(svc.audit, svc.store, svc.vectors, svc.embedder, limit,
+                                                            owner=who))
     if as_json:
         print(json.dumps(report))
         return

@@ -45,7 +45,7 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
 
 
 def _store(data_dir: Optional[Path]):
-    from api.auth import KeyStore
+    from ingest.keys import KeyStore
 
     return KeyStore(Path(_settings(data_dir).data_dir) / "auth.db")
 

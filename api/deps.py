@@ -1,35 +1,52 @@
-"""What a request needs: the shared components (built lazily, once) and the caller (authenticated).
+"""The composition root: the shared components (built lazily, once, from settings) and the caller.
 
-`Services` is the service-side wiring: one embedder, registry, retriever and assistant per process,
-shared by every route, the web page and the Slack bot. FastAPI dependencies below hand them out.
+`Services` builds one embedder, registry, retriever and assistant per process, and the service's stores
+(keys, audit log, ingest jobs, source syncs), each on first use. It is the one object that knows them all:
+a consumer gets the typed parts it uses (`Jobs(data_dir, open_store, ingestor, ...)`, `Bot(assistant, ...)`,
+`gaps_report(audit, store, ...)`), built here or handed out by the FastAPI dependencies below (`get_store`,
+`get_assistant`, ...). A part that may fail to open is handed out as a function (`Lazy`), so the request
+fails, or goes on, where it did when it reached the part itself.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 from fastapi import Depends, Request
 
 from api import wiring
-from api.auth import Caller, Forbidden, KeyStore, Unauthorized, bearer, trusted
+from api.auth import bearer, trusted
 from api.settings import Settings
+from ingest.access import Access, Principal
 from ingest.errors import LoreError, StoreError
-from ingest.access import Access
-from ingest.access import Principal
+from ingest.keys import Caller, Forbidden, KeyStore, Unauthorized
 
 if TYPE_CHECKING:
-    from api.jobs import Jobs
-    from api.syncs import Syncs
+    from api.metrics import Metrics
     from assistant.service import Assistant
     from evals.audit import AuditLog
+    from ingest.chroma_store import ChromaChunkStore
     from ingest.embedders import Embedder
+    from ingest.jobs import Jobs
     from ingest.pipeline import Ingestor
+    from ingest.scheduler import Syncs
     from ingest.sqlite_store import SqliteStore
     from retriever.search import Retriever
 
 T = TypeVar("T")
+Lazy = Callable[[], T]  # a part built (once) on first call
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """`Writer(ingestor, changed)`: `ingestor()` builds an ingestor on the shared embedder and registry;
+    `changed()` runs after a write changed the knowledge base."""
+
+    ingestor: Callable[[], Ingestor]
+    changed: Callable[[], None]
 
 
 class Services:
@@ -39,7 +56,7 @@ class Services:
         from api.metrics import Metrics
 
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics: Metrics = Metrics()
         self._lock = threading.RLock()
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
@@ -58,7 +75,13 @@ class Services:
 
     @property
     def retriever(self) -> Retriever:
-        return self._once("_retriever", lambda: wiring.build_retriever(self.settings, self.embedder, self.store))
+        return self._once("_retriever", lambda: wiring.build_retriever(self.settings, self.embedder, self.store,
+                                                                      self.vectors))
+
+    @property
+    def vectors(self) -> ChromaChunkStore:
+        """The vector store the retriever searches (one Chroma client per process)."""
+        return self._once("_vectors", lambda: wiring.build_vectors(self.settings, self.embedder))
 
     @property
     def assistant(self) -> Assistant:
@@ -78,16 +101,30 @@ class Services:
 
     @property
     def jobs(self) -> Jobs:
-        from api.jobs import Jobs
+        return self._once("_jobs", self._build_jobs)
 
-        return self._once("_jobs", lambda: Jobs(self))
+    def _build_jobs(self) -> Jobs:
+        from ingest.jobs import Jobs
+
+        s = self.settings
+        return Jobs(s.data_dir, lambda: wiring.build_store(s), self._writer, roots=s.server.ingest_roots,
+                    exclude=s.ingest.exclude, max_file_mb=s.ingest.max_file_mb, on_change=self.keyword_index_changed)
+
+    def _writer(self, store: SqliteStore, on_event: Callable[[str, dict], None] | None) -> Ingestor:
+        """An ingestor writing through `store` (a write's own registry connection), on the shared embedder."""
+        return wiring.build_ingestor(self.settings, on_event, embedder=self.embedder, store=store)
 
     @property
     def syncs(self) -> Syncs:
-        from api.syncs import Syncs
+        return self._once("_syncs", self._build_syncs)
 
-        return self._once("_syncs", lambda: Syncs(self.settings, wiring.source_registry(self.settings), self.jobs,
-                                                  self.ingestor, self.metrics, self.keyword_index_changed))
+    def _build_syncs(self) -> Syncs:
+        from ingest.scheduler import Syncs
+
+        registry = wiring.source_registry(self.settings)
+        return Syncs(registry, lambda name: wiring.sync_source(self.settings, name, ingestor=self.ingestor(),
+                                                                registry=registry),
+                     self.jobs.writing, self.metrics.observe_sync, self.keyword_index_changed)
 
     def keyword_index_changed(self, wait: bool = False) -> None:
         """After a write: bring the running retriever's keyword index to the new registry generation
@@ -144,6 +181,64 @@ class Services:
 
 def services(request: Request) -> Services:
     return request.app.state.services
+
+
+# -- the parts a route depends on (`store: SqliteStore = Depends(get_store)`); each is built on first use --
+def get_settings(svc: Services = Depends(services)) -> Settings:
+    return svc.settings
+
+
+def get_store(svc: Services = Depends(services)) -> SqliteStore:
+    return svc.store
+
+
+def get_retriever(svc: Services = Depends(services)) -> Retriever:
+    return svc.retriever
+
+
+def get_vectors(svc: Services = Depends(services)) -> ChromaChunkStore:
+    return svc.vectors
+
+
+def get_embedder(svc: Services = Depends(services)) -> Embedder:
+    return svc.embedder
+
+
+def get_assistant(svc: Services = Depends(services)) -> Assistant:
+    return svc.assistant
+
+
+def get_keys(svc: Services = Depends(services)) -> KeyStore:
+    return svc.keys
+
+
+def get_jobs(svc: Services = Depends(services)) -> Jobs:
+    return svc.jobs
+
+
+def get_syncs(svc: Services = Depends(services)) -> Syncs:
+    return svc.syncs
+
+
+def get_metrics(svc: Services = Depends(services)) -> Metrics:
+    return svc.metrics
+
+
+def get_access(svc: Services = Depends(services)) -> Callable[[Principal], Access]:
+    """What a principal may read, under the configured default ACL."""
+    return svc.access
+
+
+def get_audit(svc: Services = Depends(services)) -> Lazy[AuditLog]:
+    """The audit log, opened when first called: a route records after its work, and an audit log that
+    cannot be opened is logged there, not a refused request (api/routes/admin.py `audited`)."""
+    return lambda: svc.audit
+
+
+def get_writer(svc: Services = Depends(services)) -> Writer:
+    """What a write outside the ingest jobs needs: an ingestor on the shared embedder, and the hook that
+    brings the keyword index up to date afterwards."""
+    return Writer(svc.ingestor, svc.keyword_index_changed)
 
 
 def caller(request: Request, svc: Services = Depends(services)) -> Caller:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import Forbidden, Unauthorized
+from ingest.keys import Forbidden, Unauthorized
 from ingest.errors import (ConfigError, DocumentNotFound, FileTooLarge, IngestError, InvalidInput, LoreError,
                            NotFound, StoreError, StoreLocked, UnsupportedFormat)
 

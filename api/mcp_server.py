@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Annotated, Any, Callable, Literal, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, TypeVar
 
 import anyio
 from fastapi import FastAPI
@@ -32,7 +33,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
-from api.auth import Caller, Unauthorized
 from api.deps import Services
 from api.deps import caller as http_caller
 from api.routes import ask as ask_routes
@@ -40,10 +40,19 @@ from api.routes import documents
 from api.routes.documents import DocType, DocumentListOut, PassageOut
 from api.routes.openai_compat import sources_block
 from api.schemas import MAX_QUESTION, AnswerOut, AskIn, CitationOut, FiltersIn, SearchIn, SearchOut, Text, Turn
-from api.settings import Settings
+from api.metrics import Metrics
+from api.settings import ServerSettings, Settings
 from api.slack.blocks import passage_link  # the web page's deep link to a passage, as the Slack bot gives it
 from ingest.errors import DocumentNotFound, LoreError, NotFound
-from ingest.access import Principal
+from ingest.access import Access, Principal
+from ingest.keys import Caller, KeyStore, Unauthorized
+
+if TYPE_CHECKING:
+    from assistant.service import Assistant
+    from evals.audit import AuditLog
+    from ingest.jobs import Jobs
+    from ingest.sqlite_store import SqliteStore
+    from retriever.search import Retriever
 
 log = logging.getLogger(__name__)
 KEY_VARIABLE = "LORE_API_KEY"  # `lore mcp` runs as the principal of this API key
@@ -97,11 +106,32 @@ class PassageViewOut(PassageOut):
     neighbours: list[NeighbourOut] = Field(..., description="passages of the same document around it, in order")
 
 
-def stdio_caller(svc: Services, key: str | None) -> Caller:
-    """The caller a stdio session runs as: the API key's principal; no key is refused except in demo mode."""
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the tools use: each but `metrics` and `access` is built on its first call, so a session that only
+    lists tools loads no model, and a part replaced in the composition root is the one the next call gets."""
+
+    keys: Callable[[], KeyStore]
+    store: Callable[[], SqliteStore]
+    retriever: Callable[[], Retriever]
+    assistant: Callable[[], Assistant]
+    audit: Callable[[], AuditLog]
+    jobs: Callable[[], Jobs]
+    access: Callable[[Principal], Access]
+    metrics: Metrics
+
+    @classmethod
+    def of(cls, svc: Services) -> Parts:
+        return cls(lambda: svc.keys, lambda: svc.store, lambda: svc.retriever, lambda: svc.assistant,
+                   lambda: svc.audit, lambda: svc.jobs, svc.access, svc.metrics)
+
+
+def stdio_caller(keys: Callable[[], KeyStore], auth: str, key: str | None) -> Caller:
+    """The caller a stdio session runs as: the API key's principal; no key is refused except in demo mode
+    (`auth` is LORE_SERVER__AUTH)."""
     if key:
-        return svc.keys.verify(key.strip())
-    if svc.settings.server.auth == "none":
+        return keys().verify(key.strip())
+    if auth == "none":
         return Caller(Principal(None, ()), "admin", "demo")
     raise Unauthorized(f"`lore mcp` runs as the principal of an API key: set {KEY_VARIABLE} to a key from "
                        "`lore keys create --user U --groups g1,g2` in the MCP client's env configuration")
@@ -110,10 +140,11 @@ def stdio_caller(svc: Services, key: str | None) -> Caller:
 class LoreMCP:
     """The MCP server over one set of services; `transport` decides where each call's caller comes from."""
 
-    def __init__(self, svc: Services, transport: Literal["stdio", "http"], key: str | None = None) -> None:
-        self.svc, self.transport, self.key = svc, transport, key
+    def __init__(self, parts: Parts, server: ServerSettings, transport: Literal["stdio", "http"],
+                 key: str | None = None, log_level: str = "WARNING") -> None:
+        self.parts, self.settings, self.transport, self.key = parts, server, transport, key
         self.server = MCPServer("lore", title="Lore", instructions=INSTRUCTIONS, version="1",
-                                log_level=_LEVELS.get(svc.settings.log_level.upper(), "WARNING"))
+                                log_level=_LEVELS.get(log_level.upper(), "WARNING"))
         self._register()
         self.server.middleware.append(self._resource_list)
 
@@ -121,14 +152,14 @@ class LoreMCP:
     def caller(self, request: Any) -> Caller:
         """Over HTTP, the caller /mcp's authentication found for this very request; over stdio, the key's."""
         if self.transport == "stdio":
-            return stdio_caller(self.svc, self.key)
+            return stdio_caller(self.parts.keys, self.settings.auth, self.key)
         found = getattr(request, "scope", {}).get(CALLER)
         if found is None:  # never reached through /mcp, which authenticates first: fail closed anyway
             raise Unauthorized("this request carries no verified credentials; send 'Authorization: Bearer <key>'")
         return found
 
     def base_url(self, request: Any) -> str:
-        s = self.svc.settings.server
+        s = self.settings
         if s.public_url:
             return s.public_url
         if isinstance(request, Request):
@@ -161,7 +192,7 @@ class LoreMCP:
 
     # -- tools and resources ------------------------------------------------------------------------
     def _register(self) -> None:
-        svc, mcp = self.svc, self.server
+        p, mcp = self.parts, self.server
 
         @mcp.tool(title="Search passages", annotations=READ_ONLY)
         def search(ctx: Context, query: Query, filters: FiltersIn | None = None, top_k: TopK = 10,
@@ -169,7 +200,7 @@ class LoreMCP:
             """Ranked passages you may read (hybrid dense + keyword search), each with its document, section,
             pages, span and text: the same results as POST /v1/search."""
             return SearchOut.model_validate(self.call("search", ctx, lambda who, _: ask_routes.search(
-                SearchIn(query=query, top_k=top_k, filters=filters, mode=mode), who, svc)))
+                SearchIn(query=query, top_k=top_k, filters=filters, mode=mode), who, p.retriever(), p.metrics)))
 
         @mcp.tool(title="Ask Lore", annotations=READ_ONLY.model_copy(update={"idempotent_hint": False}))
         def ask(ctx: Context, question: Question, history: History = None,
@@ -182,9 +213,9 @@ class LoreMCP:
                 body = AskIn(question=question, history=history, filters=filters)
                 t0 = time.perf_counter()
                 turns = [t.model_dump() for t in body.history] if body.history else None
-                answer = svc.assistant.answer(body.question, who.principal,
+                answer = p.assistant().answer(body.question, who.principal,
                                               body.filters.to_filters() if body.filters else None, turns)
-                d = ask_routes.finish(svc, who, "mcp", answer, t0)  # audited and counted as the API's
+                d = ask_routes.finish(p.audit, p.metrics, who, "mcp", answer, t0)  # audited and counted as the API's
                 d["citations"] = [{**c, "link": passage_link(base, c["chunk_id"], c["start"], c["end"])}
                                   for c in d["citations"]]
                 # the model reads the answer and its sources as the chat completions endpoint words them,
@@ -201,8 +232,9 @@ class LoreMCP:
             """A passage (as a citation or hit names it) in its section, with provenance and the passages
             around it; an id you may not read is reported exactly like one that does not exist."""
             def work(who: Caller, base: str) -> dict:
-                d = documents.get_passage(chunk_id=chunk_id, who=who, svc=svc)
-                chunks = svc.store.chunks(d["doc_id"])  # the same document, which the caller may read
+                store = p.store()
+                d = documents.get_passage(chunk_id=chunk_id, who=who, store=store, access=p.access)
+                chunks = store.chunks(d["doc_id"])  # the same document, which the caller may read
                 i = next((n for n, c in enumerate(chunks) if c.id == d["chunk_id"]), None)
                 near = [] if i is None else [  # None: a new version replaced it between the two reads
                     (n - i, c) for n, c in enumerate(chunks) if n != i and abs(n - i) <= neighbours]
@@ -221,17 +253,18 @@ class LoreMCP:
             """The documents you may read, ordered by source path, with type, version and size (as GET
             /v1/documents); read one whole as the resource lore://doc/{id}."""
             return DocumentListOut.model_validate(self.call("list_documents", ctx, lambda who, _: documents.list_documents(
-                who=who, svc=svc, doc_type=doc_type, q=title_contains, limit=limit, offset=offset)))
+                who=who, store=p.store(), access=p.access, jobs=p.jobs(), doc_type=doc_type, q=title_contains, limit=limit, offset=offset)))
 
         @mcp.resource(DOC_URI, name="document", title="Lore document", mime_type="text/plain")
         def document(doc_id: str, ctx: Context) -> str:
             """A document's normalized text, which citation and passage spans (start, end) index into."""
             try:
                 who = self.caller(ctx.request_context.request)
-                doc = svc.store.get_document(doc_id)
-                if doc is None or not svc.access(who.principal).can_read(doc):
+                store = p.store()
+                doc = store.get_document(doc_id)
+                if doc is None or not p.access(who.principal).can_read(doc):
                     raise NotFound(_NO_DOC)
-                return svc.store.document_text(doc.id)
+                return store.document_text(doc.id)
             except (NotFound, DocumentNotFound):
                 raise ResourceNotFoundError(_NO_DOC) from None
             except LoreError as exc:
@@ -245,8 +278,8 @@ class LoreMCP:
             who = self.caller(ctx.request)
         except LoreError as exc:
             raise MCPError(code=INVALID_REQUEST, message=str(exc)) from None
-        access = self.svc.access(who.principal)
-        docs = await anyio.to_thread.run_sync(self.svc.store.documents)
+        access = self.parts.access(who.principal)
+        docs = await anyio.to_thread.run_sync(lambda: self.parts.store().documents())
         return ListResourcesResult(resources=[
             Resource(uri=DOC_URI.format(doc_id=d.id), name=d.id, title=d.title, mime_type="text/plain",
                      description=f"{d.doc_type} · {d.uri} · version {d.version[:12]}")
@@ -258,11 +291,11 @@ def run_stdio(settings: Settings, key: str | None) -> None:
     """`lore mcp`: serve one MCP client over stdin/stdout until it closes them."""
     svc = Services(settings)
     try:
-        who = stdio_caller(svc, key)  # refused here, with a message, before the client's handshake
+        who = stdio_caller(lambda: svc.keys, settings.server.auth, key)  # refused here, with a message, before the client's handshake
         log.warning("Lore MCP (stdio) serves %s as %s (%s)", settings.data_dir, who.principal.user_id or "anonymous",
                     who.via)
         svc.audit.purge()
-        LoreMCP(svc, "stdio", key).server.run("stdio")
+        LoreMCP(Parts.of(svc), settings.server, "stdio", key, settings.log_level).server.run("stdio")
     except KeyboardInterrupt:
         pass
     finally:
@@ -292,7 +325,7 @@ def mount(app: FastAPI, svc: Services) -> MCPServer:
     The SDK's DNS-rebinding guard is off: with keys, a rebound page has no credentials, and demo mode's
     LoopbackOnly middleware already refuses foreign Host and Origin headers on every path, /mcp included.
     """
-    server = LoreMCP(svc, "http").server
+    server = LoreMCP(Parts.of(svc), svc.settings.server, "http", log_level=svc.settings.log_level).server
     server.streamable_http_app(stateless_http=True,
                                transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
     app.router.routes.append(Route("/mcp", Authenticated(StreamableHTTPASGIApp(server.session_manager), svc)))

@@ -84,7 +84,8 @@ def refresh_keyword_index(s: Settings, store: SqliteStore) -> bool:
     return build_keyword_index(s, store).prepare() is not None
 
 
-def build_retriever(s: Settings, embedder: Embedder | None = None, store: SqliteStore | None = None) -> Retriever:
+def build_retriever(s: Settings, embedder: Embedder | None = None, store: SqliteStore | None = None,
+                    vectors: ChromaChunkStore | None = None) -> Retriever:
     from retriever.rerank import CrossEncoderReranker
     from retriever.search import RetrievalConfig, Retriever
 
@@ -96,7 +97,7 @@ def build_retriever(s: Settings, embedder: Embedder | None = None, store: Sqlite
                              field_weights=weights, dedup_threshold=r.dedup_threshold, rerank_depth=r.rerank_depth)
     reranker = CrossEncoderReranker(r.reranker) if r.reranker else None
     keyword_index = build_keyword_index(s, store)
-    return Retriever(store, build_vectors(s, embedder), embedder, default_acl=tuple(s.default_acl), config=config,
+    return Retriever(store, vectors or build_vectors(s, embedder), embedder, default_acl=tuple(s.default_acl), config=config,
                      reranker=reranker, keyword_index=keyword_index)
 
 

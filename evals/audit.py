@@ -236,7 +236,7 @@ class AuditLog:
 
     def record(self, *, caller, channel: str, question: str, answer: dict, latency_ms: float,
                context: dict | None = None) -> None:
-        """Append one answered question (caller: api.auth.Caller; answer: Answer.to_dict())."""
+        """Append one answered question (caller: ingest.keys.Caller; answer: Answer.to_dict())."""
         if channel not in CHANNELS:
             raise InvalidInput(f"audit channel {channel!r} is not one of {', '.join(CHANNELS)}")
         q, counts = self._mask(question)
@@ -288,7 +288,7 @@ class AuditLog:
 
     def record_action(self, *, caller, action: str, target: str | None, outcome: str,
                       detail: str | None = None) -> None:
-        """Append one admin action (caller: api.auth.Caller); `detail` must never hold a secret."""
+        """Append one admin action (caller: ingest.keys.Caller); `detail` must never hold a secret."""
         if action not in ACTIONS or outcome not in OUTCOMES:
             raise ConfigError(f"admin action {action!r} / outcome {outcome!r}: the action is one of "
                               f"{', '.join(ACTIONS)} and the outcome one of {', '.join(OUTCOMES)}")

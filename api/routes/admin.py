@@ -12,10 +12,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
-from api.auth import Caller, Forbidden
-from api.deps import Services, admin, caller, services
+from ingest.keys import Caller, Forbidden
+from api.deps import Lazy, admin, caller, get_audit
 from api.errors import status_of
 from api.schemas import Strict, Text, errors
+from evals.audit import AuditLog
 from ingest.errors import LoreError
 
 log = logging.getLogger(__name__)
@@ -107,12 +108,12 @@ class AuditPage(BaseModel):
 
 @router.post("/feedback", response_model=FeedbackOut, responses=errors(400, 401, 404, 413, 422, 503),
              summary="Rate an answer up or down")
-def feedback(body: FeedbackIn, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
+def feedback(body: FeedbackIn, who: Caller = Depends(caller), audit: Lazy[AuditLog] = Depends(get_audit)) -> dict:
     """Record a thumbs up or down, with an optional comment, for an answer you were given (identified by its
     `trace_id`). Rating again is allowed; the latest rating counts. Admins may rate any answer. An unknown
     trace id and someone else's answer both get 404."""
-    return svc.audit.feedback(caller=who, trace_id=body.trace_id, rating=body.rating, comment=body.comment,
-                              channel=body.channel)
+    return audit().feedback(caller=who, trace_id=body.trace_id, rating=body.rating, comment=body.comment,
+                            channel=body.channel)
 
 
 def _instant(value: str | None, name: str, end: bool) -> datetime | None:
@@ -137,7 +138,7 @@ def _instant(value: str | None, name: str, end: bool) -> datetime | None:
 @router.get("/audit", response_model=AuditPage, responses=errors(401, 403, 422, 503),
             summary="Read the audit log of questions and answers (admin)")
 def audit(
-    svc: Services = Depends(services), _: Caller = Depends(admin),
+    audit: Lazy[AuditLog] = Depends(get_audit), _: Caller = Depends(admin),
     since: Annotated[str | None, Query(max_length=40, description="from this ISO date or date-time (UTC unless "
                                        "it names a zone), inclusive", examples=["2025-03-01"])] = None,
     until: Annotated[str | None, Query(max_length=40, description="up to this date-time, exclusive; a bare "
@@ -153,7 +154,7 @@ def audit(
     """Every question asked and how it was answered, newest first: when, who (user, groups, role, key), from
     which channel, the question (redacted when LORE_AUDIT__REDACT is on), status, confidence, citations,
     closest sources, latency, models, token usage, trace id and the latest feedback. Needs an admin key."""
-    records, total = svc.audit.query(since=_instant(since, "since", False), until=_instant(until, "until", True),
+    records, total = audit().query(since=_instant(since, "since", False), until=_instant(until, "until", True),
                                      user=user, status=status, channel=channel, trace_id=trace_id, rating=rating,
                                      limit=limit, offset=offset)
     return {"records": [r.to_dict() for r in records], "total": total, "limit": limit, "offset": offset}
@@ -189,37 +190,37 @@ class Acting:
         self.detail: str | None = None
 
 
-def _record(svc: Services, who: Caller, action: str, target: str | None, outcome: str, detail: str | None) -> None:
+def _record(audit: Lazy[AuditLog], who: Caller, action: str, target: str | None, outcome: str, detail: str | None) -> None:
     try:
-        svc.audit.record_action(caller=who, action=action, target=target, outcome=outcome, detail=detail)
+        audit().record_action(caller=who, action=action, target=target, outcome=outcome, detail=detail)
     except LoreError as exc:  # the action itself is done (or refused): say so loudly, but do not undo the answer
         log.error("could not record admin action %s on %s by key %s (%s) in the audit log: %s", action, target,
                   who.key_id, outcome, exc)
 
 
 @contextmanager
-def audited(svc: Services, who: Caller, action: str, target: str | None = None) -> Iterator[Acting]:
-    """`with audited(svc, who, "document.delete", doc_id) as act: ...`: one record, succeeded or failed (why)."""
+def audited(audit: Lazy[AuditLog], who: Caller, action: str, target: str | None = None) -> Iterator[Acting]:
+    """`with audited(audit, who, "document.delete", doc_id) as act: ...`: one record, succeeded or failed (why)."""
     act = Acting(target)
     try:
         yield act
     except LoreError as exc:
-        _record(svc, who, action, act.target, "failed", f"{status_of(exc)[1]}: {exc}")
+        _record(audit, who, action, act.target, "failed", f"{status_of(exc)[1]}: {exc}")
         raise
     except Exception:
-        _record(svc, who, action, act.target, "failed", "internal error")
+        _record(audit, who, action, act.target, "failed", "internal error")
         raise
-    _record(svc, who, action, act.target, "succeeded", act.detail)
+    _record(audit, who, action, act.target, "succeeded", act.detail)
 
 
 def admin_for(action: str) -> Callable[..., Caller]:
     """`Depends(admin_for("document.delete"))`: the admin check itself (deps.admin), and a refusal is recorded."""
 
-    def check(request: Request, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Caller:
+    def check(request: Request, who: Caller = Depends(caller), audit: Lazy[AuditLog] = Depends(get_audit)) -> Caller:
         try:
             return admin(who)
         except Forbidden as exc:
-            _record(svc, who, action, next(iter(request.path_params.values()), None), "denied", str(exc))
+            _record(audit, who, action, next(iter(request.path_params.values()), None), "denied", str(exc))
             raise
 
     return check
@@ -228,7 +229,7 @@ def admin_for(action: str) -> Callable[..., Caller]:
 @router.get("/audit/actions", response_model=AdminActionPage, responses=errors(401, 403, 422, 503),
             summary="Read the record of admin actions (admin)")
 def admin_actions(
-    svc: Services = Depends(services), _: Caller = Depends(admin),
+    audit: Lazy[AuditLog] = Depends(get_audit), _: Caller = Depends(admin),
     since: Annotated[str | None, Query(max_length=40, description="from this ISO date or date-time, inclusive",
                                        examples=["2025-03-01"])] = None,
     until: Annotated[str | None, Query(max_length=40, description="up to this date-time, exclusive; a bare "
@@ -242,6 +243,6 @@ def admin_actions(
     """Uploads, deletions, ingest starts, key creations and revocations, newest first: when, who (user, key id,
     role), what, on which target, and whether it succeeded, failed (and why) or was denied (not an admin).
     A created key's secret is never recorded."""
-    records, total = svc.audit.actions(since=_instant(since, "since", False), until=_instant(until, "until", True),
+    records, total = audit().actions(since=_instant(since, "since", False), until=_instant(until, "until", True),
                                        action=action, user=user, outcome=outcome, limit=limit, offset=offset)
     return {"actions": [r.to_dict() for r in records], "total": total, "limit": limit, "offset": offset}

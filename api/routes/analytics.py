@@ -8,8 +8,13 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from evals.analytics import NO_OWNER, conflicts_report, gaps_report, stale_report
-from api.auth import Caller
-from api.deps import Services, admin, services
+from ingest.keys import Caller
+from api.deps import Lazy, admin, get_audit, get_embedder, get_settings, get_store, get_vectors
+from api.settings import Settings
+from evals.audit import AuditLog
+from ingest.chroma_store import ChromaChunkStore
+from ingest.embedders import Embedder
+from ingest.sqlite_store import SqliteStore
 from api.routes.admin import _instant
 from api.schemas import errors
 
@@ -152,7 +157,9 @@ class ConflictsOut(BaseModel):
 
 @router.get("/gaps", response_model=GapsOut, responses=errors(401, 403, 422, 503),
             summary="Knowledge gaps: clusters of unanswered, weak or down-voted questions (admin)")
-def gaps(svc: Services = Depends(services), _: Caller = Depends(admin),
+def gaps(_: Caller = Depends(admin), audit: Lazy[AuditLog] = Depends(get_audit), store: SqliteStore = Depends(get_store),
+         vectors: ChromaChunkStore = Depends(get_vectors), embedder: Embedder = Depends(get_embedder),
+         settings: Settings = Depends(get_settings),
          since: Annotated[str | None, _SINCE] = None, until: Annotated[str | None, _UNTIL] = None,
          min_size: Annotated[int, Query(ge=1, le=10_000, description="leave out smaller clusters")] = 1,
          period: Annotated[Literal["week", "day"], Query(description="trend buckets: ISO weeks or days")] = "week",
@@ -162,13 +169,13 @@ def gaps(svc: Services = Depends(services), _: Caller = Depends(admin),
     documents, the askers' groups and channels, and a weekly (or daily) trend; ranked by people, then
     questions. A cluster's owners are those of its nearest documents (`owner` filters on them, `by_owner`
     counts clusters per owner). Reads every recorded question and document whatever its ACL: admins only."""
-    return gaps_report(svc, _instant(since, "since", False), _instant(until, "until", True), min_size, period,
+    return gaps_report(audit(), store, vectors, embedder, settings.answer.threshold, _instant(since, "since", False), _instant(until, "until", True), min_size, period,
                        owner=owner)
 
 
 @router.get("/stale", response_model=StaleOut, responses=errors(401, 403, 422, 503),
             summary="Stale sources: the most-cited documents, oldest update first (admin)")
-def stale(svc: Services = Depends(services), _: Caller = Depends(admin),
+def stale(_: Caller = Depends(admin), audit: Lazy[AuditLog] = Depends(get_audit), store: SqliteStore = Depends(get_store),
           limit: Annotated[int, Query(ge=1, le=500, description="how many of the most-cited documents")] = 20,
           since: Annotated[str | None, _SINCE] = None, until: Annotated[str | None, _UNTIL] = None,
           owner: Annotated[str | None, _OWNER] = None) -> dict:
@@ -176,16 +183,18 @@ def stale(svc: Services = Depends(services), _: Caller = Depends(admin),
     orders them by age since their last update, with citation counts, when last cited, and how many
     answers cited an older version than the current one. With `owner`, the most-cited documents of that
     owner."""
-    return stale_report(svc, limit, _instant(since, "since", False), _instant(until, "until", True), owner)
+    return stale_report(audit(), store, limit, _instant(since, "since", False), _instant(until, "until", True), owner)
 
 
 @router.get("/conflicts", response_model=ConflictsOut, responses=errors(401, 403, 422, 503),
             summary="Conflicts: passages giving different numbers, dates or limits for the same thing (admin)")
-def conflicts(svc: Services = Depends(services), _: Caller = Depends(admin),
+def conflicts(_: Caller = Depends(admin), audit: Lazy[AuditLog] = Depends(get_audit),
+              store: SqliteStore = Depends(get_store), vectors: ChromaChunkStore = Depends(get_vectors),
+              embedder: Embedder = Depends(get_embedder),
               limit: Annotated[int, Query(ge=1, le=500)] = 50, owner: Annotated[str | None, _OWNER] = None) -> dict:
     """Pairs of sentences from different documents (policies, specs, other; not incident reports), or from
     a superseded version still cited and the current one, that state the same subject with different
     values in the same unit (e.g. 40 vs 80 hours of PTO carry-over). Both quotes, their passages and
     versions, the differing values and the sentences' similarity; most similar first. `owner` keeps the
     conflicts that involve a document of that owner."""
-    return conflicts_report(svc, limit, owner=owner)
+    return conflicts_report(audit(), store, vectors, embedder, limit, owner=owner)

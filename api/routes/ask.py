@@ -11,11 +11,15 @@ from typing import Iterator, Literal
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 
-from api.auth import Caller
-from api.deps import Services, caller, services
+from ingest.keys import Caller
+from api.deps import Lazy, caller, get_assistant, get_audit, get_metrics, get_retriever
+from api.metrics import Metrics
 from api.schemas import AnswerOut, AskIn, CallerOut, SearchIn, SearchOut, errors
+from assistant.service import Assistant
 from assistant.types import Answer
+from evals.audit import AuditLog
 from ingest.errors import LoreError
+from retriever.search import Retriever
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["ask"])
@@ -24,18 +28,19 @@ _CHANNEL = Header("api", alias="X-Lore-Channel", description="where the question
                   "log and analytics: api (default) or web")
 
 
-def finish(svc: Services, who: Caller, channel: str, answer: Answer, started: float) -> dict:
+def finish(audit: Lazy[AuditLog], metrics: Metrics, who: Caller, channel: str, answer: Answer, started: float) -> dict:
     """Record a finished answer (audit log, metrics) and return its JSON."""
     d = answer.to_dict()
     latency = round((time.perf_counter() - started) * 1000, 2)
-    svc.audit.record(caller=who, channel=channel, question=answer.question, answer=d, latency_ms=latency)
-    svc.metrics.observe_answer(d, channel)
+    audit().record(caller=who, channel=channel, question=answer.question, answer=d, latency_ms=latency)
+    metrics.observe_answer(d, channel)
     return d
 
 
 @router.post("/ask", response_model=AnswerOut, responses=errors(400, 401, 413, 422, 503),
              summary="Answer a question with verified citations")
-def ask(body: AskIn, request: Request, who: Caller = Depends(caller), svc: Services = Depends(services),
+def ask(body: AskIn, request: Request, who: Caller = Depends(caller), assistant: Assistant = Depends(get_assistant),
+        audit: Lazy[AuditLog] = Depends(get_audit), metrics: Metrics = Depends(get_metrics),
         channel: Channel = _CHANNEL) -> dict:
     """The answer's every sentence carries a marker [n] that resolves to a citation whose quote is an exact
     substring of a passage the caller may read. When the knowledge base does not support an answer the
@@ -43,8 +48,8 @@ def ask(body: AskIn, request: Request, who: Caller = Depends(caller), svc: Servi
     t0 = time.perf_counter()
     history = [t.model_dump() for t in body.history] if body.history else None
     filters = body.filters.to_filters() if body.filters else None
-    answer = svc.assistant.answer(body.question, who.principal, filters, history)
-    return finish(svc, who, channel, answer, t0)
+    answer = assistant.answer(body.question, who.principal, filters, history)
+    return finish(audit, metrics, who, channel, answer, t0)
 
 
 SSE_EVENT = {  # one event of the stream, as OpenAPI 3.2 describes Server-Sent Events
@@ -63,21 +68,22 @@ def _event(kind: str, data: dict) -> str:
              "(the same JSON as /v1/ask); an `error` event if it fails mid-way.",
              "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **errors(400, 401, 413, 422, 503)},
              response_class=StreamingResponse, summary="Stream an answer as Server-Sent Events")
-def ask_stream(body: AskIn, who: Caller = Depends(caller), svc: Services = Depends(services),
+def ask_stream(body: AskIn, who: Caller = Depends(caller), assistant: Assistant = Depends(get_assistant),
+               audit: Lazy[AuditLog] = Depends(get_audit), metrics: Metrics = Depends(get_metrics),
                channel: Channel = _CHANNEL) -> StreamingResponse:
     """Deltas are the text as it is written; the final `answer` event is authoritative (markers that fail
     validation are removed there, and a failed model call is replaced by the extractive answer)."""
     t0 = time.perf_counter()
     history = [t.model_dump() for t in body.history] if body.history else None
     filters = body.filters.to_filters() if body.filters else None
-    items = svc.assistant.stream(body.question, who.principal, filters, history)
+    items = assistant.stream(body.question, who.principal, filters, history)
     first = next(items)  # retrieval runs here, so bad input or a down store is a 4xx/5xx, not a broken stream
 
     def events() -> Iterator[str]:
         try:
             for x in itertools.chain([first], items):
                 if isinstance(x, Answer):
-                    yield _event("answer", finish(svc, who, channel, x, t0))
+                    yield _event("answer", finish(audit, metrics, who, channel, x, t0))
                 else:
                     yield _event("delta", {"text": x})
         except LoreError as exc:  # pragma: no cover - the assistant falls back rather than raise
@@ -90,12 +96,13 @@ def ask_stream(body: AskIn, who: Caller = Depends(caller), svc: Services = Depen
 
 @router.post("/search", response_model=SearchOut, responses=errors(400, 401, 413, 422, 503),
              summary="Search passages (hybrid, dense or keyword)")
-def search(body: SearchIn, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
+def search(body: SearchIn, who: Caller = Depends(caller), retriever: Retriever = Depends(get_retriever),
+           metrics: Metrics = Depends(get_metrics)) -> dict:
     """Ranked passages the caller may read, each with full provenance and its rank in each stage."""
     t0 = time.perf_counter()
     filters = body.filters.to_filters() if body.filters else None
-    result = svc.retriever.search(body.query, who.principal, filters, body.top_k, mode=body.mode)
-    svc.metrics.observe_search(time.perf_counter() - t0)
+    result = retriever.search(body.query, who.principal, filters, body.top_k, mode=body.mode)
+    metrics.observe_search(time.perf_counter() - t0)
     return result.to_dict()
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import Caller
-from api.deps import Services, admin, caller, services
+from ingest.keys import Caller
+from api.deps import Lazy, admin, caller, get_access, get_audit, get_jobs, get_store
 from api.routes.admin import admin_for, audited
 from api.schemas import PassageFields, errors
+from evals.audit import AuditLog
+from ingest.access import Access, Principal
 from ingest.errors import DocumentNotFound, NotFound
 from ingest.formats import SUPPORTED
+from ingest.jobs import Jobs
+from ingest.sqlite_store import SqliteStore
 from ingest.types import Chunk, SourceDoc
 
 router = APIRouter(prefix="/v1", tags=["documents"])
@@ -140,10 +144,10 @@ class JobListOut(BaseModel):
     jobs: list[JobOut]
 
 
-def _doc(svc: Services, d: SourceDoc, who: Caller) -> dict:
+def _doc(jobs: Jobs, d: SourceDoc, who: Caller) -> dict:
     return {"id": d.id, "title": d.title, "uri": d.uri, "doc_type": d.doc_type, "version": d.version,
             "updated_at": d.updated_at, "ingested_at": d.ingested_at, "size": d.size, "chunk_count": d.chunk_count,
-            "uploaded": svc.jobs.is_upload(d), "acl": list(d.acl) if who.is_admin else None,
+            "uploaded": jobs.is_upload(d), "acl": list(d.acl) if who.is_admin else None,
             "owners": list(d.owners), "source": d.source or None}
 
 
@@ -152,56 +156,59 @@ def _chunk(c: Chunk) -> dict:
             "page_end": c.page_end, "start": c.start, "end": c.end, "token_count": c.token_count}
 
 
-def _visible(svc: Services, who: Caller, doc: SourceDoc | None) -> bool:
+def _visible(access: Callable[[Principal], Access], who: Caller, doc: SourceDoc | None) -> bool:
     # admins manage every document (they upload and delete them); passages stay under permissions
-    return doc is not None and (who.is_admin or svc.access(who.principal).can_read(doc))
+    return doc is not None and (who.is_admin or access(who.principal).can_read(doc))
 
 
 @router.get("/documents", response_model=DocumentListOut, responses=errors(401, 422),
             summary="List the documents you may read")
-def list_documents(who: Caller = Depends(caller), svc: Services = Depends(services),
+def list_documents(who: Caller = Depends(caller), store: SqliteStore = Depends(get_store),
+                   access: Callable[[Principal], Access] = Depends(get_access), jobs: Jobs = Depends(get_jobs),
                    doc_type: DocType | None = Query(None, description="only this type"),
                    q: str | None = Query(None, max_length=200, description="title contains this (any case)"),
                    limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict:
     """Documents ordered by uri, with provenance and size. Readers see the documents their permissions
     admit; admins see every document, with its ACL."""
     needle = q.casefold() if q else None
-    docs = [d for d in svc.store.documents() if _visible(svc, who, d)
+    docs = [d for d in store.documents() if _visible(access, who, d)
             and (doc_type is None or d.doc_type == doc_type) and (needle is None or needle in d.title.casefold())]
-    return {"documents": [_doc(svc, d, who) for d in docs[offset:offset + limit]], "total": len(docs),
+    return {"documents": [_doc(jobs, d, who) for d in docs[offset:offset + limit]], "total": len(docs),
             "limit": limit, "offset": offset}
 
 
 @router.get("/documents/{doc_id}", response_model=DocumentDetailOut, responses=errors(401, 404),
             summary="A document and its passages")
 def get_document(doc_id: str = Path(..., max_length=300), who: Caller = Depends(caller),
-                 svc: Services = Depends(services)) -> dict:
+                 store: SqliteStore = Depends(get_store), access: Callable[[Principal], Access] = Depends(get_access),
+                 jobs: Jobs = Depends(get_jobs)) -> dict:
     """The document's provenance and the list of its chunks (passages) in order, with their section,
     pages and span. 404 when it does not exist or you may not read it (the two look the same)."""
-    doc = svc.store.get_document(doc_id)
-    if doc is None or not _visible(svc, who, doc):
+    doc = store.get_document(doc_id)
+    if doc is None or not _visible(access, who, doc):
         raise NotFound(_NO_DOC)
-    return {**_doc(svc, doc, who), "chunks": [_chunk(c) for c in svc.store.chunks(doc.id)]}
+    return {**_doc(jobs, doc, who), "chunks": [_chunk(c) for c in store.chunks(doc.id)]}
 
 
 @router.get("/passages/{chunk_id}", response_model=PassageOut, responses=errors(401, 404),
             summary="A cited passage in its section, with provenance")
 def get_passage(chunk_id: str = Path(..., max_length=300, description="as citations and hits give it; "
                                      "percent-encode it in the URL (chunk ids contain '#')"), who: Caller = Depends(caller),
-                svc: Services = Depends(services)) -> dict:
+                store: SqliteStore = Depends(get_store),
+                access: Callable[[Principal], Access] = Depends(get_access)) -> dict:
     """What a citation link opens, so the reader sees exactly where the quote sits: the passage, the
     text of its section around it (about 6000 characters at most, centred on the passage) and the
     neighbouring passages. Spans are offsets in the document's normalized text, as citations give them.
     404 when the passage is unknown, of a superseded version, or in a document you may not read."""
-    chunk = svc.store.get_chunks([chunk_id]).get(chunk_id)
-    doc = svc.store.get_document(chunk.doc_id) if chunk else None
-    if chunk is None or doc is None or chunk.version != doc.version or not svc.access(who.principal).can_read(doc):
+    chunk = store.get_chunks([chunk_id]).get(chunk_id)
+    doc = store.get_document(chunk.doc_id) if chunk else None
+    if chunk is None or doc is None or chunk.version != doc.version or not access(who.principal).can_read(doc):
         raise NotFound(_NO_PASSAGE)
     try:
-        text = svc.store.document_text(doc.id)
+        text = store.document_text(doc.id)
     except DocumentNotFound:  # deleted since: as if it never was
         raise NotFound(_NO_PASSAGE) from None
-    chunks = svc.store.chunks(doc.id)
+    chunks = store.chunks(doc.id)
     i = next((n for n, c in enumerate(chunks) if c.id == chunk.id), None)
     if i is None:  # replaced by a new version since
         raise NotFound(_NO_PASSAGE)
@@ -242,32 +249,34 @@ def upload_document(file: UploadFile = File(..., description=f"one file: {', '.j
                     doc_type: DocType | None = Form(None, description="default: front matter, else other"),
                     acl: str | None = Form(None, max_length=2000, description="comma-separated: public, "
                                            "user:ID, group:NAME; default: front matter, then LORE_DEFAULT_ACL"),
-                    who: Caller = Depends(admin_for("document.upload")), svc: Services = Depends(services)) -> dict:
+                    who: Caller = Depends(admin_for("document.upload")), jobs: Jobs = Depends(get_jobs),
+                    audit: Lazy[AuditLog] = Depends(get_audit)) -> dict:
     """The file is checked (extension and content must agree: 415 otherwise), stored under
     DATA_DIR/uploads with a sanitized name and ingested before the response. Uploading a file with
     the same name again replaces the previous version of that document. A file the parser cannot
     read (empty, encrypted, corrupt) is 422 and changes nothing. Bodies over LORE_SERVER__MAX_UPLOAD_MB
     are 413; 409 while an ingest job runs."""
     tokens = [t.strip() for t in (acl or "").split(",") if t.strip()]
-    with audited(svc, who, "document.upload", file.filename) as act:
-        doc, report = svc.jobs.upload(file.filename, file.file.read(), doc_type, tokens)
+    with audited(audit, who, "document.upload", file.filename) as act:
+        doc, report = jobs.upload(file.filename, file.file.read(), doc_type, tokens)
         act.target = doc.id
         act.detail = (f"{file.filename} as {doc.title!r} ({doc.doc_type}), acl {','.join(doc.acl) or 'default'}, "
                       f"{report['chunks']} chunks")
-    return {"document": _doc(svc, doc, who), "report": report}
+    return {"document": _doc(jobs, doc, who), "report": report}
 
 
 @router.delete("/documents/{doc_id}", response_model=DeletedOut, responses=errors(401, 403, 404, 409),
                summary="Delete a document (admin)")
 def delete_document(doc_id: str = Path(..., max_length=300), who: Caller = Depends(admin_for("document.delete")),
-                    svc: Services = Depends(services)) -> dict:
+                    store: SqliteStore = Depends(get_store), jobs: Jobs = Depends(get_jobs),
+                    audit: Lazy[AuditLog] = Depends(get_audit)) -> dict:
     """Removes the document and its passages from every index at once, so search and answers stop
     citing it, and deletes its file when it was uploaded. A document ingested from a folder comes
     back if that folder is ingested again while the file is still there."""
-    with audited(svc, who, "document.delete", doc_id) as act:
-        if svc.store.get_document(doc_id) is None:
+    with audited(audit, who, "document.delete", doc_id) as act:
+        if store.get_document(doc_id) is None:
             raise NotFound(f"no document with id {doc_id!r}; list ids with GET /v1/documents")
-        doc = svc.jobs.delete(doc_id)
+        doc = jobs.delete(doc_id)
         act.detail = f"{doc.title!r} ({doc.uri})"
     return {"deleted": doc.id, "title": doc.title}
 
@@ -275,30 +284,30 @@ def delete_document(doc_id: str = Path(..., max_length=300), who: Caller = Depen
 @router.post("/ingest", status_code=202, response_model=JobOut, responses=errors(400, 401, 403, 409, 413, 422),
              summary="Ingest server folders in the background (admin)")
 def start_ingest(body: IngestIn, response: Response, who: Caller = Depends(admin_for("ingest.start")),
-                 svc: Services = Depends(services)) -> dict:
+                 jobs: Jobs = Depends(get_jobs), audit: Lazy[AuditLog] = Depends(get_audit)) -> dict:
     """Every path must lie inside LORE_SERVER__INGEST_ROOTS once links are followed (400 otherwise,
     also for '..' and for folders holding links that lead outside). Unchanged files are skipped, and
     documents under an ingested folder whose files are gone are removed. One write at a time: 409
     while another job, upload or deletion runs. Follow the job at the Location header's URL."""
-    with audited(svc, who, "ingest.start", ", ".join(body.paths)) as act:
-        job = svc.jobs.start(body.paths, body.doc_type, body.acl, body.exclude)
+    with audited(audit, who, "ingest.start", ", ".join(body.paths)) as act:
+        job = jobs.start(body.paths, body.doc_type, body.acl, body.exclude)
         act.detail = f"job {job.id}, doc type {body.doc_type or 'default'}, acl {','.join(body.acl) or 'default'}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job.to_dict()
 
 
 @router.get("/jobs", response_model=JobListOut, responses=errors(401, 403), summary="Recent ingest jobs (admin)")
-def list_jobs(_: Caller = Depends(admin), svc: Services = Depends(services)) -> dict:
+def list_jobs(_: Caller = Depends(admin), jobs: Jobs = Depends(get_jobs)) -> dict:
     """The latest ingest jobs, newest first, kept across restarts. A job the service was running when
     it stopped shows as interrupted: ingest is crash-safe, so start it again to finish it."""
-    return {"jobs": [j.to_dict() for j in svc.jobs.recent()]}
+    return {"jobs": [j.to_dict() for j in jobs.recent()]}
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(401, 403, 404),
             summary="An ingest job's status, progress and report (admin)")
 def get_job(job_id: str = Path(..., max_length=64), _: Caller = Depends(admin),
-            svc: Services = Depends(services)) -> dict:
+            jobs: Jobs = Depends(get_jobs)) -> dict:
     """Status is queued, running, succeeded, failed or interrupted (the service stopped before it
     finished: start it again); progress counts files and chunks as they are stored; `report` (when
     succeeded) is the ingest report, `error` (when failed or interrupted) says why."""
-    return svc.jobs.get(job_id).to_dict()
+    return jobs.get(job_id).to_dict()

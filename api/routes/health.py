@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import Services, optional_caller, services
+from api.deps import Services, get_metrics, optional_caller, services
+from api.metrics import Metrics
 
 router = APIRouter(tags=["operations"])
 COUNTS = ("documents", "chunks", "vectors")
@@ -34,5 +35,5 @@ def readyz(request: Request, svc: Services = Depends(services)):
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
-def metrics(svc: Services = Depends(services)) -> Response:
-    return Response(svc.metrics.render(), media_type=svc.metrics.content_type)
+def metrics(metrics: Metrics = Depends(get_metrics)) -> Response:
+    return Response(metrics.render(), media_type=metrics.content_type)

@@ -7,11 +7,12 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from api.auth import Caller, KeyInfo
-from api.deps import Services, admin, services
+from ingest.keys import Caller, KeyInfo, KeyStore
+from api.deps import Lazy, admin, get_audit, get_keys
 from api.errors import Conflict
 from api.routes.admin import admin_for, audited
 from api.schemas import Strict, Text, errors
+from evals.audit import AuditLog
 from ingest.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["keys"])
@@ -52,21 +53,21 @@ def _out(info: KeyInfo, who: Caller) -> dict:
 
 
 @router.get("/keys", response_model=KeyListOut, responses=errors(401, 403, 503), summary="List API keys (admin)")
-def list_keys(who: Caller = Depends(admin), svc: Services = Depends(services),
+def list_keys(who: Caller = Depends(admin), keys: KeyStore = Depends(get_keys),
               include_revoked: bool = Query(False, description="also the revoked keys")) -> dict:
     """Ids, users, groups, roles, notes and times, oldest first; never the keys themselves (only their hashes
     are stored). `current` marks the key the request was made with."""
-    return {"keys": [_out(i, who) for i in svc.keys.list(include_revoked=include_revoked)]}
+    return {"keys": [_out(i, who) for i in keys.list(include_revoked=include_revoked)]}
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreatedOut, responses=errors(400, 401, 403, 422, 503),
              summary="Create an API key (admin)")
-def create_key(body: KeyIn, who: Caller = Depends(admin_for("key.create")),
-               svc: Services = Depends(services)) -> dict:
+def create_key(body: KeyIn, who: Caller = Depends(admin_for("key.create")), keys: KeyStore = Depends(get_keys),
+               audit: Lazy[AuditLog] = Depends(get_audit)) -> dict:
     """The response holds the key (`lore_<id>_<secret>`) once: store it now, it cannot be shown again. The audit
     log records the new key's id, user, groups and role, never the key."""
-    with audited(svc, who, "key.create", body.user) as act:
-        key, info = svc.keys.create(body.user, tuple(body.groups), body.role, body.note)
+    with audited(audit, who, "key.create", body.user) as act:
+        key, info = keys.create(body.user, tuple(body.groups), body.role, body.note)
         act.target = info.key_id
         act.detail = f"user {info.user_id or '-'}, groups {','.join(info.groups) or '-'}, role {info.role}"
     return {**_out(info, who), "key": key}
@@ -75,18 +76,18 @@ def create_key(body: KeyIn, who: Caller = Depends(admin_for("key.create")),
 @router.delete("/keys/{key_id}", response_model=KeyOut, responses=errors(401, 403, 404, 409, 503),
                summary="Revoke an API key (admin)")
 def revoke_key(key_id: str = Path(..., max_length=64), who: Caller = Depends(admin_for("key.revoke")),
-               svc: Services = Depends(services)) -> dict:
+               keys: KeyStore = Depends(get_keys), audit: Lazy[AuditLog] = Depends(get_audit)) -> dict:
     """Requests with the key get 401 from now on; it stays listed (with `include_revoked`) for the record.
     Revoking a revoked key changes nothing. The key this request is made with is refused (409): that would
     sign you out at once; revoke it with another admin key, or with `lore keys revoke` on the server."""
-    with audited(svc, who, "key.revoke", key_id) as act:
-        info = svc.keys.get(key_id)
+    with audited(audit, who, "key.revoke", key_id) as act:
+        info = keys.get(key_id)
         if info is None:
             raise NotFound(f"no API key with id {key_id!r}; GET /v1/keys lists the ids")
         if key_id == who.key_id:
             raise Conflict(f"API key {key_id} is the key you are signed in with; revoking it would sign you out at "
                            "once. Sign in with another admin key to revoke it, or run `lore keys revoke "
                            f"{key_id}` on the server")
-        info = svc.keys.revoke(key_id)
+        info = keys.revoke(key_id)
         act.detail = f"user {info.user_id or '-'}, role {info.role}"
     return _out(info, who)

@@ -22,8 +22,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import errors
-from api.auth import Caller
-from api.deps import Services, caller, services
+from ingest.keys import Caller
+from api.deps import Lazy, caller, get_assistant, get_audit, get_metrics, get_settings
+from api.metrics import Metrics
+from api.settings import Settings
+from assistant.service import Assistant
+from evals.audit import AuditLog
 from api.routes.ask import finish
 from api.schemas import MAX_QUESTION, UNICODE, CitationOut, ErrorOut, Text
 from assistant.types import Answer
@@ -307,7 +311,9 @@ def _extras(d: dict) -> dict:
                               "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                         **_errors(400, 401, 404, 413, 422, 503)},
              summary="Chat completions (OpenAI-compatible), answered with verified citations")
-def chat_completions(body: ChatIn, who: Caller = Depends(caller), svc: Services = Depends(services)):
+def chat_completions(body: ChatIn, who: Caller = Depends(caller), assistant: Assistant = Depends(get_assistant),
+                     audit: Lazy[AuditLog] = Depends(get_audit), metrics: Metrics = Depends(get_metrics),
+                     settings: Settings = Depends(get_settings)):
     """The last user message is the question and earlier user/assistant turns its history. System and
     developer messages are ignored: they cannot change Lore's grounding rules or what the key may read.
 
@@ -319,17 +325,17 @@ def chat_completions(body: ChatIn, who: Caller = Depends(caller), svc: Services 
     t0 = time.perf_counter()
     _known(body.model)
     question, history = conversation(body.messages)
-    base_url = svc.settings.server.public_url
+    base_url = settings.server.public_url
     if not body.stream:
-        answer = svc.assistant.answer(question, who.principal, None, history or None)
-        d = finish(svc, who, "openai", answer, t0)
+        answer = assistant.answer(question, who.principal, None, history or None)
+        d = finish(audit, metrics, who, "openai", answer, t0)
         content = d["text"] + sources_block(d, base_url)
         message = {"role": "assistant", "content": content, "refusal": None}
         return {"id": f"chatcmpl-{d['trace_id']}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.model, "choices": [{"index": 0, "message": message, "logprobs": None,
                                                   "finish_reason": "stop"}],
                 "usage": usage(d, question, history, content), **_extras(d)}
-    items = svc.assistant.stream(question, who.principal, None, history or None)
+    items = assistant.stream(question, who.principal, None, history or None)
     first = next(items)  # retrieval runs here, so bad input or a down store is a 4xx/5xx, not a broken stream
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -343,7 +349,7 @@ def chat_completions(body: ChatIn, who: Caller = Depends(caller), svc: Services 
                     beat = time.monotonic()
                     yield ": checking the answer\n\n"
             assert answer is not None  # noqa: S101 - the assistant's stream ends with its Answer
-            d = finish(svc, who, "openai", answer, t0)
+            d = finish(audit, metrics, who, "openai", answer, t0)
         except LoreError as exc:  # pragma: no cover - the assistant falls back rather than raise
             log.warning("chat completion stream failed: %s", exc)
             yield _sse(errors.body("failed", str(exc), type="server_error", param=None))

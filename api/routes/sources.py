@@ -7,10 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, Field
 
-from api.auth import Caller
-from api.deps import Services, admin, services
+from ingest.keys import Caller
+from api.deps import Writer, admin, get_jobs, get_settings, get_syncs, get_writer
+from api.settings import Settings
 from api.schemas import errors
 from ingest.errors import ConfigError
+from ingest.jobs import Jobs
+from ingest.scheduler import Syncs
 from ingest.sources.registry import SourceConfig
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
@@ -81,14 +84,14 @@ class RemovedOut(BaseModel):
     documents_removed: int
 
 
-def _out(svc: Services, cfg: SourceConfig) -> dict:
-    reg = svc.syncs.registry
+def _out(syncs: Syncs, settings: Settings, cfg: SourceConfig) -> dict:
+    reg = syncs.registry
     last = reg.last(cfg.name)
-    if svc.syncs.running == cfg.name:
+    if syncs.running == cfg.name:
         status = "running"
     elif last is None:
         status = "never synced"
-    elif reg.failures_in_a_row(cfg.name) >= svc.settings.sources.max_failures:
+    elif reg.failures_in_a_row(cfg.name) >= settings.sources.max_failures:
         status = "failing"
     else:
         status = last.get("status", "failed")
@@ -98,20 +101,23 @@ def _out(svc: Services, cfg: SourceConfig) -> dict:
 
 
 @router.get("", response_model=SourceListOut, responses=errors(401, 403), summary="Sources and their last sync (admin)")
-def list_sources(_: Caller = Depends(admin), svc: Services = Depends(services)) -> dict:
+def list_sources(_: Caller = Depends(admin), syncs: Syncs = Depends(get_syncs),
+                 settings: Settings = Depends(get_settings)) -> dict:
     """Every configured source with its state and last sync report (counts, each failed item with its
     reason, duration). A source whose listing failed or came back empty shows status failed and its error."""
-    return {"sources": [_out(svc, c) for c in svc.syncs.registry.list()]}
+    return {"sources": [_out(syncs, settings, c) for c in syncs.registry.list()]}
 
 
 @router.get("/{name}", response_model=SourceOut, responses=errors(401, 403, 404), summary="One source (admin)")
-def get_source(name: Name, _: Caller = Depends(admin), svc: Services = Depends(services)) -> dict:
-    return _out(svc, svc.syncs.registry.get(name))
+def get_source(name: Name, _: Caller = Depends(admin), syncs: Syncs = Depends(get_syncs),
+               settings: Settings = Depends(get_settings)) -> dict:
+    return _out(syncs, settings, syncs.registry.get(name))
 
 
 @router.post("", status_code=201, response_model=SourceOut, responses=errors(400, 401, 403, 422),
              summary="Add a source (admin)")
-def add_source(body: SourceIn, _: Caller = Depends(admin), svc: Services = Depends(services)) -> dict:
+def add_source(body: SourceIn, _: Caller = Depends(admin), syncs: Syncs = Depends(get_syncs),
+               settings: Settings = Depends(get_settings)) -> dict:
     """The source syncs on its interval under the running service, or now with POST /v1/sources/{name}/sync."""
     from ingest.types import validate_acl
 
@@ -119,34 +125,35 @@ def add_source(body: SourceIn, _: Caller = Depends(admin), svc: Services = Depen
     missing = [k for k in need if not body.options.get(k)]
     if missing:
         raise ConfigError(f"options.{missing[0]}: a {body.kind} source needs {', '.join(need)}")
-    cfg = svc.syncs.registry.add(SourceConfig(body.name, body.kind, body.options, body.interval_s,
-                                              validate_acl(body.acl, "acl"), tuple(body.owners), body.doc_type))
-    return _out(svc, cfg)
+    cfg = syncs.registry.add(SourceConfig(body.name, body.kind, body.options, body.interval_s,
+                                          validate_acl(body.acl, "acl"), tuple(body.owners), body.doc_type))
+    return _out(syncs, settings, cfg)
 
 
 @router.post("/{name}/sync", status_code=202, response_model=SyncStartedOut, responses=errors(401, 403, 404, 409),
              summary="Sync a source now (admin)")
 def sync_source(name: Name, response: Response, _: Caller = Depends(admin),
-                svc: Services = Depends(services)) -> dict:
+                syncs: Syncs = Depends(get_syncs)) -> dict:
     """Starts the sync in the background; 409 while a sync, ingest job or upload is writing. Follow it at
     GET /v1/sources/{name} (status running, then its report)."""
-    svc.syncs.start(name)
+    syncs.start(name)
     response.headers["Location"] = f"/v1/sources/{name}"
     return {"source": name, "status": "running"}
 
 
 @router.delete("/{name}", response_model=RemovedOut, responses=errors(401, 403, 404, 409),
                summary="Remove a source and its documents (admin)")
-def remove_source(name: Name, _: Caller = Depends(admin), svc: Services = Depends(services)) -> dict:
-    reg = svc.syncs.registry
+def remove_source(name: Name, _: Caller = Depends(admin), syncs: Syncs = Depends(get_syncs),
+                  jobs: Jobs = Depends(get_jobs), writer: Writer = Depends(get_writer)) -> dict:
+    reg = syncs.registry
     reg.get(name)
     removed = 0
-    with svc.jobs.writing():
-        ing = svc.ingestor()
+    with jobs.writing():
+        ing = writer.ingestor()
         for doc, _fp in ing.store.source_documents(name).values():
             ing.remove(doc.id)
             removed += 1
         reg.remove(name)
     if removed:
-        svc.keyword_index_changed()
+        writer.changed()
     return {"removed": name, "documents_removed": removed}

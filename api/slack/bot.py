@@ -17,12 +17,12 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from api.auth import Caller
 from api.slack.blocks import (ACTION_DOWN, ACTION_UP, clip, escape, passage_link, render_answer, render_notice,
                               render_status)
 from api.slack.client import web_client
@@ -30,6 +30,14 @@ from api.slack.convo import MAX_QUESTION, Seen, answer_metadata, question_text, 
 from api.slack.principals import Directory
 from ingest.errors import ConfigError, LoreError
 from ingest.access import Principal
+from ingest.keys import Caller
+
+if TYPE_CHECKING:
+    from api.deps import Services
+    from api.metrics import Metrics
+    from api.settings import SlackSettings
+    from assistant.service import Assistant
+    from evals.audit import AuditLog
 
 log = logging.getLogger(__name__)
 WORKERS = 8
@@ -63,14 +71,16 @@ def conversation_key(team: str | None, channel: str) -> str:
 
 
 class Bot:
-    """The listeners' work, on Services: `Bot(svc, client).answer(client, Question(...), bot_user)`."""
+    """The listeners' work: `Bot(assistant, audit, metrics, client, settings.slack, seen, base_url)`, then
+    `.answer(client, Question(...), bot_user)`. `assistant` and `audit` are built on first call (a bot that
+    only acknowledges loads no model); `seen` is the data dir's slack.db, shared by every process on it."""
 
-    def __init__(self, svc, client: WebClient) -> None:
-        self.svc = svc
-        self.directory = Directory(client, svc.settings.slack)
-        self.seen = Seen(Path(svc.settings.data_dir) / "slack.db")  # shared by every process on the data dir
-        s = svc.settings.server
-        self.base_url = s.public_url or f"http://{s.host}:{s.port}"
+    def __init__(self, assistant: Callable[[], Assistant], audit: Callable[[], AuditLog], metrics: Metrics,
+                 client: WebClient, settings: SlackSettings, seen: Path, base_url: str) -> None:
+        self.assistant, self.audit, self.metrics = assistant, audit, metrics
+        self.directory = Directory(client, settings)
+        self.seen = Seen(seen)
+        self.base_url = base_url
 
     # -- middleware and listeners ----------------------------------------------------------------
     def dedup(self, req, body: dict, next):
@@ -130,7 +140,7 @@ class Bot:
         who = Caller(Principal.of(self.directory.lore_user(clicker)), "reader", "slack",
                      conversation_key(context.team_id, channel))
         try:
-            self.svc.audit.feedback(caller=who, trace_id=action.get("value") or "", rating=rating, channel="slack")
+            self.audit().feedback(caller=who, trace_id=action.get("value") or "", rating=rating, channel="slack")
             note = "Thanks, your feedback is recorded."
         except LoreError as exc:
             log.info("slack feedback on %s not recorded: %s", action.get("value"), exc)
@@ -190,17 +200,17 @@ class Bot:
             except SlackApiError as exc:  # the question still gets an answer, as a standalone one
                 log.warning("slack conversations.replies %s failed (%s): no history", q.channel,
                             exc.response.get("error"))
-        answer = self.svc.assistant.answer(q.text, scope.principal, None, history)
+        answer = self.assistant().answer(q.text, scope.principal, None, history)
         d = answer.to_dict()
         asker = self.directory.lore_user(self.directory.user(q.user))
         who = Caller(Principal.of(asker, list(scope.principal.groups)), "reader", "slack",
                      conversation_key(q.team, q.channel))
         latency = round((time.perf_counter() - t0) * 1000, 2)
-        self.svc.audit.record(caller=who, channel="slack", question=q.text, answer=d, latency_ms=latency,
+        self.audit().record(caller=who, channel="slack", question=q.text, answer=d, latency_ms=latency,
                               context={"team": q.team, "channel": q.channel, "thread_ts": thread,
                                        "slack_user": q.user, "permissions": scope.mode,
                                        "history_turns": len(history or ()) // 2})
-        self.svc.metrics.observe_answer(d, "slack")
+        self.metrics.observe_answer(d, "slack")
         link = lambda chunk_id, start, end: passage_link(self.base_url, chunk_id, start, end)  # noqa: E731
         text, blocks = render_answer(answer, link, asked=q.asked)
         return text, blocks, answer_metadata(q.text, answer.trace_id)
@@ -228,8 +238,9 @@ def _delivery_keys(body: dict) -> tuple[str, ...]:
     return ()
 
 
-def build_app(svc) -> App:
-    """A Bolt app over Services; building it makes no network call (the token is checked on first use)."""
+def build_app(svc: Services) -> App:
+    """A Bolt app over the parts of `svc` the bot uses; building it makes no network call (the token is
+    checked on first use)."""
     s = svc.settings.slack
     if not s.bot_token.get_secret_value():
         raise ConfigError("the Slack bot needs a bot token: set LORE_SLACK__BOT_TOKEN (xoxb-…; docs/slack.md)")
@@ -238,7 +249,9 @@ def build_app(svc) -> App:
               process_before_response=False, name="lore",
               listener_executor=ThreadPoolExecutor(WORKERS, thread_name_prefix="lore-slack"),
               logger=logging.getLogger("api.slack.bolt"))
-    bot = Bot(svc, client)
+    server = svc.settings.server
+    bot = Bot(lambda: svc.assistant, lambda: svc.audit, svc.metrics, client, s, Path(svc.settings.data_dir) / "slack.db",
+              server.public_url or f"http://{server.host}:{server.port}")
     app.use(bot.dedup)
     app.event("app_mention")(bot.on_mention)
     app.event("message")(bot.on_message)
@@ -248,7 +261,7 @@ def build_app(svc) -> App:
     return app
 
 
-def bolt_app(svc) -> App:
+def bolt_app(svc: Services) -> App:
     """The one Bolt app of this Services, built on first use; HTTP and Socket Mode share it."""
     with _apps_lock:
         app = _apps.get(svc)
@@ -257,7 +270,7 @@ def bolt_app(svc) -> App:
         return app
 
 
-def socket_handler(svc):
+def socket_handler(svc: Services):
     """Socket Mode on the same Bolt app; needs the app-level token as well as the bot token."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 

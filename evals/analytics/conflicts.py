@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -33,6 +33,12 @@ from evals.analytics.text import words
 from evals.audit import utc_iso
 from assistant.sentences import split_units
 from ingest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evals.audit import AuditLog
+    from ingest.chroma_store import ChromaChunkStore
+    from ingest.embedders import Embedder
+    from ingest.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
 SUBJECT_TERMS = 6
@@ -235,19 +241,19 @@ def find_conflicts(passages: list[tuple[str, str, str, str]], vecs: np.ndarray, 
     return out
 
 
-def conflicts_report(svc, limit: int = 50, cfg: ConflictConfig | None = None, owner: str | None = None) -> dict:
+def conflicts_report(audit: AuditLog, store: SqliteStore, vectors: ChromaChunkStore, embedder: Embedder,
+                     limit: int = 50, cfg: ConflictConfig | None = None, owner: str | None = None) -> dict:
     """The conflicts report over the whole knowledge base (GET /v1/analytics/conflicts, `lore conflicts`).
     A conflict's owners are those of both its documents; `owner` keeps the conflicts of one owner's
     documents (before `limit`), `by_owner` counts all of them."""
     cfg = cfg or ConflictConfig()
     generated = utc_iso(datetime.now(timezone.utc))
-    store, vectors = svc.store, svc.retriever.vectors
     docs = {d.id: d for d in store.documents() if d.doc_type in cfg.doc_types}
     passages: list[tuple[str, str, str, str]] = []
     for doc_id in docs:
-        for c in store.chunks(doc_id):
-            if quantities(c.text):
-                passages.append((doc_id, c.id, c.version, c.text))
+        for chunk in store.chunks(doc_id):
+            if quantities(chunk.text):
+                passages.append((doc_id, chunk.id, chunk.version, chunk.text))
     if len(passages) > cfg.max_passages:
         log.warning("conflicts: comparing the first %d of %d passages that state a quantity", cfg.max_passages,
                     len(passages))
@@ -258,13 +264,13 @@ def conflicts_report(svc, limit: int = 50, cfg: ConflictConfig | None = None, ow
     passages = [p for p in passages if p[1] in got]  # a passage without a vector cannot be compared
     vecs = np.stack([got[p[1]] for p in passages]).astype(np.float32) if passages else np.zeros((0, 1), np.float32)
     vecs /= np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
-    cited_old: dict[tuple[str, str, str, str], None] = {}  # an ordered set
-    for r in svc.audit.iter_records():
+    cited_old: dict[tuple, None] = {}  # an ordered set of (doc id, chunk id, version, quote); records are JSON
+    for r in audit.iter_records():
         for c in r.citations:
-            d = docs.get(c.get("doc_id"))
+            d = docs.get(c.get("doc_id") or "")
             if d is not None and c.get("version") and c["version"] != d.version and c.get("quote"):
                 cited_old.setdefault((d.id, c.get("chunk_id"), c["version"], c["quote"]), None)
-    found = find_conflicts(passages, vecs, svc.embedder.embed_documents, cfg, list(cited_old))
+    found = find_conflicts(passages, vecs, embedder.embed_documents, cfg, list(cited_old))
     keys = []
     for c in found:
         for side in ("a", "b"):

@@ -15,7 +15,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -23,6 +23,12 @@ from evals.analytics.owners import by_owner, owned_by, owner_keys
 from evals.analytics.text import terms
 from evals.audit import CHANNELS, AuditRecord, utc_iso
 from ingest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evals.audit import AuditLog
+    from ingest.chroma_store import ChromaChunkStore
+    from ingest.embedders import Embedder
+    from ingest.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
 REASONS = ("no_evidence", "low_confidence", "down_voted")
@@ -197,9 +203,11 @@ def nearest_documents(vectors, store, centroid: np.ndarray, k: int) -> list[dict
              "owners": list(docs[d][0].owners), "score": round(s, 4)} for d, s in list(found.items())[:k] if d in docs]
 
 
-def gaps_report(svc, since: datetime | None = None, until: datetime | None = None, min_size: int | None = None,
+def gaps_report(audit: AuditLog, store: SqliteStore, vectors: ChromaChunkStore, embedder: Embedder, threshold: float,
+                since: datetime | None = None, until: datetime | None = None, min_size: int | None = None,
                 period: str | None = None, cfg: GapConfig | None = None, owner: str | None = None) -> dict:
-    """The gaps report for the service's audit log and knowledge base (GET /v1/analytics/gaps, `lore gaps`).
+    """The gaps report for an audit log and knowledge base (GET /v1/analytics/gaps, `lore gaps`); `threshold`
+    is the answer threshold below which an answered question still counts as weak.
 
     A gap is a question without a good answer, so it has no document of its own: its owners are those of
     its `nearest_documents`, the documents that should have answered it (or be extended to). `owner` keeps
@@ -211,10 +219,8 @@ def gaps_report(svc, since: datetime | None = None, until: datetime | None = Non
     if period is not None:
         cfg = replace(cfg, period=period)
     generated = utc_iso(datetime.now(timezone.utc))
-    embedder, vectors = svc.embedder, svc.retriever.vectors
-    considered, clusters = find_gaps(svc.audit.iter_records(since, until), embedder.embed_documents,
-                                     svc.settings.answer.threshold, cfg,
-                                     lambda c, k: nearest_documents(vectors, svc.store, c, k))
+    considered, clusters = find_gaps(audit.iter_records(since, until), embedder.embed_documents, threshold, cfg,
+                                     lambda c, k: nearest_documents(vectors, store, c, k))
     keys = [owner_keys(d["owners"] for d in c["nearest_documents"]) for c in clusters]
     for c in clusters:
         c["owners"] = list(dict.fromkeys(o for d in c["nearest_documents"] for o in d["owners"]))

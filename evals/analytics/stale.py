@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from evals.analytics.owners import by_owner, owned_by, owner_keys
 from evals.audit import AuditRecord, utc_iso
 from ingest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from evals.audit import AuditLog
+    from ingest.sqlite_store import SqliteStore
 
 
 @dataclass(slots=True)
@@ -65,11 +69,11 @@ def stale_documents(cited: dict[str, _Cited], store, limit: int, now: datetime,
     return out, by_owner(keys.values())
 
 
-def stale_report(svc, limit: int = 20, since: datetime | None = None, until: datetime | None = None,
+def stale_report(audit: AuditLog, store: SqliteStore, limit: int = 20, since: datetime | None = None, until: datetime | None = None,
                  owner: str | None = None) -> dict:
     """The stale-sources report (GET /v1/analytics/stale, `lore stale`); `owner` keeps one owner's documents."""
     now = datetime.now(timezone.utc)
-    cited = count_citations(svc.audit.iter_records(since, until))
-    documents, counts = stale_documents(cited, svc.store, limit, now, owner)
+    cited = count_citations(audit.iter_records(since, until))
+    documents, counts = stale_documents(cited, store, limit, now, owner)
     return {"generated_at": utc_iso(now), "since": utc_iso(since) if since else None,
             "until": utc_iso(until) if until else None, "owner": owner, "by_owner": counts, "documents": documents}

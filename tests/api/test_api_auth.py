@@ -29,7 +29,7 @@ def test_keys_cli_create_list_revoke_and_only_hashes_stored(tmp_path):
     assert [(k["user"], k["groups"], k["role"]) for k in listed] == [("ana", ["hr", "support"], "admin")]
     raw = sqlite3.connect(tmp_path / "auth.db").execute("SELECT * FROM api_keys").fetchall()
     assert key.split("_", 2)[2] not in repr(raw)  # the secret is not stored, only its sha256
-    from api.auth import KeyStore
+    from ingest.keys import KeyStore
 
     assert KeyStore(tmp_path / "auth.db").verify(key).principal.groups == ("hr", "support")
     assert run("keys", "revoke", listed[0]["key_id"], data_dir=tmp_path).returncode == 0

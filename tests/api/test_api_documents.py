@@ -8,7 +8,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from api.jobs import check_type, safe_filename
+from ingest.uploads import check_type, safe_filename
 from ingest.errors import UnsupportedFormat
 
 from tests.support import SAMPLES

@@ -58,7 +58,7 @@ def site(tmp_path):
 
 
 def admin_key(settings) -> str:
-    from api.auth import KeyStore
+    from ingest.keys import KeyStore
 
     return KeyStore(Path(settings.data_dir) / "auth.db").create("root", "", "admin")[0]
 
@@ -180,11 +180,11 @@ def test_only_jobs_of_a_service_that_is_gone_are_interrupted(site):
 
 
 def test_only_the_latest_jobs_are_kept(site, monkeypatch):
-    import api.jobs
+    import ingest.jobs
     from tests.support.live import LiveServer
 
     _, _, settings = site
-    monkeypatch.setattr(api.jobs, "MAX_JOBS", 3)
+    monkeypatch.setattr(ingest.jobs, "MAX_JOBS", 3)
     key = admin_key(settings())
     with LiveServer(settings()) as srv, srv.client(key) as c:
         ids = [wait_job(c, c.post("/v1/ingest", json={"paths": ["handbook"]}).json()["job_id"])["job_id"]
@@ -254,7 +254,7 @@ def test_discover_confined_skips_links_out_of_the_roots(tree):
 
 def test_ingestor_confined_does_not_follow_a_link_made_after_the_check(tree, make_ingestor):
     """The race: the paths pass the check, then a link appears inside the root before the walk."""
-    from api.jobs import _no_escapes
+    from ingest.uploads import _no_escapes
 
     root, _, outside = tree
     for name in ("sneaky.md", "out", "to-other"):

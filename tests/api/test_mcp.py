@@ -294,7 +294,7 @@ def test_http_demo_mode_needs_no_key_but_only_answers_loopback_names(docs, tmp_p
 @pytest.fixture(scope="module")
 def stdio_kb(docs, tmp_path_factory):
     """Its own copy of the knowledge base (two processes never share embedded Chroma), and keys."""
-    from api.auth import KeyStore
+    from ingest.keys import KeyStore
 
     data = tmp_path_factory.mktemp("mcp-stdio") / "kb"
     ingest(settings_for(data), [docs])
@@ -348,7 +348,7 @@ def test_stdio_runs_as_the_keys_principal(stdio_kb, tmp_path):
 
 
 def test_stdio_demo_mode_needs_no_key_and_a_revoked_key_stops_at_once(stdio_kb, tmp_path):
-    from api.auth import KeyStore
+    from ingest.keys import KeyStore
 
     data, _ = stdio_kb
     with open(tmp_path / "stderr.log", "w") as errlog:

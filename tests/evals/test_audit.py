@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import evals.audit
-from api.auth import Caller
+from ingest.keys import Caller
 from evals.audit import AuditLog
 from evals.redact import luhn, redact, scan
 from ingest.errors import ConfigError, InvalidInput, NotFound

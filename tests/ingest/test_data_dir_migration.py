@@ -42,8 +42,8 @@ def test_a_registry_from_before_versions_is_migrated_and_still_answers(tmp_path,
 
 
 def test_the_other_databases_from_before_versions_open_with_their_rows(tmp_path):
-    from api.auth import KeyStore
-    from api.joblog import JobLog
+    from ingest.keys import KeyStore
+    from ingest.joblog import JobLog
     from api.slack.convo import Seen
     from evals.audit import AuditLog
 

@@ -22,10 +22,11 @@ from retriever.filters import chroma_where, sql_where
 from retriever.search import RetrievalConfig
 from ingest.access import Filters, Principal
 from tests.support.retriever_kb import (  # noqa: F401
-    ANON, ENG, HR, MODES, WIFI_Q, found_docs, kb, new_ingestor, office, stale_meta, write_md,
+    ANON, ENG, HR, MODES, WIFI_Q, crowded, found_docs, kb, new_ingestor, office, stale_meta, write_md,
 )
 # the tests shared with retriever/test_keyword_index.py (run again there with the in-memory index)
 from tests.support.retriever_suite import (  # noqa: F401
+    reachable,
     retriever_for,
     test_acl_change_on_reingest_revokes_access,
     test_acl_restricted_document_only_for_its_group,

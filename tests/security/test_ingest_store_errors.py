@@ -131,7 +131,7 @@ def test_damaged_registry_is_503_over_http(kb, tmp_path, onnx_cache):
 def test_damaged_job_log_is_503_over_http(tmp_path, onnx_cache):
     import httpx
 
-    from api.joblog import JobLog
+    from ingest.joblog import JobLog
     from api.settings import Settings
     from tests.support.live import LiveServer
 
@@ -152,7 +152,7 @@ def test_damaged_job_log_is_503_over_http(tmp_path, onnx_cache):
 
 def test_audit_and_job_logs_tell_damaged_from_read_only(tmp_path):
     from evals.audit import AuditLog
-    from api.joblog import JobLog
+    from ingest.joblog import JobLog
 
     garbage = tmp_path / "garbage"
     garbage.mkdir()

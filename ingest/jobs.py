@@ -1,55 +1,48 @@
-"""Writes from the HTTP service, one at a time: background ingest jobs, uploads and deletions.
+"""Writes to a knowledge base, one at a time: background ingest jobs, uploads and deletions.
 
 Job records outlive the process in DATA_DIR/jobs.db (written on each state change and about once a
 second with progress; the latest MAX_JOBS are kept). A job that was queued or running when its service
 died is marked `interrupted` on the next start: ingest is crash-safe, so starting it again finishes it.
 Each write uses its own registry connection, so readers on the shared one never see a half-written
 transaction. The background walk is confined to the ingest roots, so a link made after the check is
-skipped, not followed.
+skipped, not followed. The HTTP service runs these (api/routes/documents.py); nothing here reads settings.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
-import re
 import threading
 import time
-import unicodedata
 import uuid
-import zipfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from filelock import FileLock, Timeout
 
-from api import wiring
-from api.joblog import JobLog
-from ingest.discover import discover, exclude_spec
-from ingest.errors import ConfigError, FileTooLarge, IngestError, LoreError, NotFound, StoreLocked, UnsupportedFormat
-from ingest.formats import SUPPORTED, ZIP_EXPANSION, check_archive, format_of
+from ingest.discover import exclude_spec
+from ingest.errors import ConfigError, FileTooLarge, IngestError, LoreError, NotFound, StoreLocked
+from ingest.formats import ZIP_EXPANSION, check_archive
+from ingest.joblog import JobLog
 from ingest.pipeline import doc_id_for
 from ingest.types import SourceDoc, validate_acl
+from ingest.uploads import (ROOTS_VAR, _no_escapes, _write_synced, check_type, reconcile_folder, resolve_in_roots,
+                            safe_filename, stored_name, upload_key)
 
+if TYPE_CHECKING:
+    from ingest.pipeline import Ingestor
+    from ingest.sqlite_store import SqliteStore
+
+OnEvent = Callable[[str, dict], None]
 log = logging.getLogger(__name__)
 MAX_JOBS = 50
 JOBS_DB = "jobs.db"  # in the data dir, beside the registry (lore.db) but a file of its own
 SNAPSHOT_EVERY = 1.0  # seconds between progress writes to JOBS_DB
-MAX_NAME = 120  # characters of an uploaded file's stored name
 UPLOAD_WAIT = 30.0  # seconds an upload or deletion waits for another one (never for an ingest job)
-ROOTS_VAR = "LORE_SERVER__INGEST_ROOTS"
-_ALLOWED = f"allowed types: {', '.join(SUPPORTED)}"
-_MAGIC = ((b"%PDF", "a PDF"), (b"PK\x03\x04", "a ZIP archive"), (b"\x7fELF", "an executable"),
-          (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-          (b"\xd0\xcf\x11\xe0", "a legacy Office file"), (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"),
-          (b"7z\xbc\xaf", "a 7z archive"))
-_OFFICE_PART = {"docx": "word/document.xml", "pptx": "ppt/presentation.xml"}
 
 
 class Busy(StoreLocked):
@@ -135,9 +128,17 @@ class Job:
 class Jobs:
     """The service's writer: at most one write at a time in this process, and the ingest file lock across processes."""
 
-    def __init__(self, services) -> None:
-        self._svc = services
-        self.settings = services.settings
+    def __init__(self, data_dir: str | Path, open_store: Callable[[], SqliteStore],
+                 ingestor: Callable[[SqliteStore, OnEvent | None], Ingestor], *, roots: Sequence[Path] = (),
+                 exclude: Sequence[str] = (), max_file_mb: float, on_change: Callable[[bool], None] = lambda wait: None
+                 ) -> None:
+        """`open_store()` opens a registry connection of the write's own; `ingestor(store, on_event)` builds an
+        ingestor writing through it; `on_change(wait)` runs after a write changed the knowledge base (the
+        service brings its keyword index up to date); `roots` are the folders an ingest job may read."""
+        if max_file_mb <= 0:
+            raise ValueError(f"Jobs max_file_mb must be positive, got {max_file_mb}")
+        self.data_dir, self.roots, self.exclude, self.max_file_mb = Path(data_dir), list(roots), list(exclude), max_file_mb
+        self._open_store, self._build_ingestor, self._on_change = open_store, ingestor, on_change
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()  # guards _jobs and _active
         self._writing = threading.Lock()  # held by the one write under way
@@ -151,7 +152,7 @@ class Jobs:
         """The job log, opened on first use (which marks the jobs of a service that died interrupted)."""
         with self._opening:
             if self._records is None:
-                self._records = JobLog(Path(self.settings.data_dir) / JOBS_DB, keep=MAX_JOBS)
+                self._records = JobLog(self.data_dir / JOBS_DB, keep=MAX_JOBS)
             return self._records
 
     def close(self) -> None:
@@ -161,7 +162,7 @@ class Jobs:
     @property
     def uploads(self) -> Path:
         # abspath, as discovery spells a file argument: the uri and the id of an upload derive from it
-        return Path(os.path.abspath(self.settings.data_dir)) / "uploads"
+        return Path(os.path.abspath(self.data_dir)) / "uploads"
 
     def is_upload(self, doc: SourceDoc) -> bool:
         return Path(doc.uri).parent == self.uploads
@@ -191,7 +192,7 @@ class Jobs:
         exclude_spec(list(exclude), "exclude")
         roots = self._roots()
         targets = tuple(dict.fromkeys(str(resolve_in_roots(p, roots)) for p in paths))
-        _no_escapes(targets, [*self.settings.ingest.exclude, *exclude], roots)
+        _no_escapes(targets, [*self.exclude, *exclude], roots)
         records = self.records  # opened before taking the write slot: a log that cannot open refuses the job
         self._acquire(0)
         try:
@@ -222,9 +223,9 @@ class Jobs:
         try:
             # confined: a link made inside a root since start() checked the paths is skipped, not followed
             report = ingestor.ingest(list(job.paths), doc_type=job.doc_type, acl=job.acl,
-                                     exclude=[*self.settings.ingest.exclude, *job.exclude], confine=roots)
+                                     exclude=[*self.exclude, *job.exclude], confine=roots)
             if report.added or report.updated or report.deleted:
-                self._svc.keyword_index_changed(wait=True)  # a background job: done when searches see it
+                self._on_change(True)  # a background job: done when searches see it
             job.set(status="succeeded", report=report.to_dict(), finished_at=_now())
             log.info("ingest job %s succeeded: %s", job.id, report.to_dict())
         except LoreError as exc:
@@ -239,7 +240,7 @@ class Jobs:
             self._release()
 
     def _roots(self) -> list[Path]:
-        roots = self.settings.server.ingest_roots
+        roots = self.roots
         if not roots:
             raise ConfigError(f"no ingest roots are configured, so POST /v1/ingest may read nothing; set {ROOTS_VAR} "
                               "to the folders it may read, e.g. '[\"/srv/kb\"]'")
@@ -256,7 +257,7 @@ class Jobs:
         """
         name, original = safe_filename(filename), upload_key(filename)
         check_type(name, data)
-        limit = self.settings.ingest.max_file_mb
+        limit = self.max_file_mb
         if len(data) > limit * 2**20:
             raise FileTooLarge(name, f"is {len(data) / 2**20:.1f} MiB, over the {limit:g} MiB ingest limit "
                                "(LORE_INGEST__MAX_FILE_MB)")
@@ -271,12 +272,13 @@ class Jobs:
                 target = self.uploads / name
                 report = self._place(ingestor, store, target, data, doc_type, acl_tokens,
                                      None if names.get(name) == original else original)
+                doc = store.require_document(doc_id_for(target))  # as stored by this write
             finally:
                 store.close()
             if report.added or report.updated:
-                self._svc.keyword_index_changed()
+                self._on_change(False)
         log.info("upload %s as %s: %s", original, name, report.to_dict())
-        return self._svc.store.require_document(doc_id_for(target)), report.to_dict()
+        return doc, report.to_dict()
 
     def _place(self, ingestor, store, target: Path, data: bytes, doc_type, acl_tokens, new_name: str | None):
         """Write `data` to `target` through a temporary file and an atomic rename, then ingest it; on any
@@ -319,7 +321,7 @@ class Jobs:
                     store.drop_upload_names([Path(doc.uri).name])
             finally:
                 store.close()
-            self._svc.keyword_index_changed()
+            self._on_change(False)
         log.info("deleted %s (%s)", doc.id, doc.uri)
         return doc
 
@@ -336,9 +338,9 @@ class Jobs:
             return done
         try:
             with self._uploads_lock(0):
-                store = wiring.build_store(self.settings)
+                store = self._open_store()
                 try:
-                    done = reconcile_folder(self.uploads, store, Path(self.settings.data_dir) / "orphaned-uploads")
+                    done = reconcile_folder(self.uploads, store, self.data_dir / "orphaned-uploads")
                 finally:
                     store.close()
         except Busy:
@@ -371,8 +373,8 @@ class Jobs:
     @contextmanager
     def _uploads_lock(self, wait: float) -> Iterator[None]:
         """DATA_DIR/uploads.lock: one process at a time writes or reconciles the uploads folder."""
-        Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(Path(self.settings.data_dir) / "uploads.lock"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.data_dir / "uploads.lock"))
         try:
             lock.acquire(timeout=wait)
         except Timeout:
@@ -397,9 +399,9 @@ class Jobs:
             self._active = None
         self._writing.release()
 
-    def _ingestor(self, on_event=None):
-        store = wiring.build_store(self.settings)
-        return wiring.build_ingestor(self.settings, on_event, embedder=self._svc.embedder, store=store), store
+    def _ingestor(self, on_event: OnEvent | None = None) -> tuple[Ingestor, SqliteStore]:
+        store = self._open_store()
+        return self._build_ingestor(store, on_event), store
 
 
 def _probe(lock_path: Path) -> None:
@@ -410,166 +412,3 @@ def _probe(lock_path: Path) -> None:
     except Timeout:
         raise StoreLocked(f"another ingest is writing to {lock_path.parent.name}; wait for it to finish") from None
     lock.release()
-
-
-def resolve_in_roots(raw: str, roots: Sequence[Path]) -> Path:
-    """The absolute path `raw` names, refused unless it exists inside an ingest root, links followed."""
-    where = f"paths: {raw!r}"
-    try:
-        os.fsencode(raw)  # a lone surrogate has no file name
-    except UnicodeEncodeError:
-        raise ConfigError(f"{where} is not a usable path") from None
-    if not raw.strip() or any(ord(ch) < 32 for ch in raw):
-        raise ConfigError(f"{where} is not a usable path")
-    p = Path(raw)
-    if ".." in p.parts:
-        raise ConfigError(f"{where} contains '..'; give the path inside {ROOTS_VAR} without it")
-    real_roots = [(Path(os.path.abspath(r)), _real(r)) for r in roots]
-    tries = [p] if p.is_absolute() else [lex / p for lex, _ in real_roots]
-    escapes = False
-    for t in tries:
-        lexical, real = Path(os.path.abspath(t)), _real(t)
-        if not any(_inside(lexical, lex) or _inside(lexical, rr) for lex, rr in real_roots):
-            continue
-        if real is None or not any(_inside(real, rr) for _, rr in real_roots):
-            escapes = True  # a link (or a loop) leads out of the roots
-        elif real.exists():
-            return lexical
-    if escapes:
-        raise ConfigError(f"{where} links outside the folders {ROOTS_VAR} allows; ingest the target's own "
-                          "folder or add it to the setting")
-    if p.is_absolute() and not any(_inside(p, lex) or _inside(p, rr) for lex, rr in real_roots):
-        raise ConfigError(f"{where} is not inside the folders {ROOTS_VAR} allows "
-                          f"({', '.join(str(lex) for lex, _ in real_roots)}); use a path under one of them")
-    raise ConfigError(f"{where} does not exist inside the folders {ROOTS_VAR} allows; check the path")
-
-
-def _real(p: Path) -> Path | None:
-    try:
-        return Path(p).resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return None
-
-
-def _inside(p: Path, root: Path | None) -> bool:
-    return root is not None and (p == root or p.is_relative_to(root))
-
-
-def _no_escapes(paths: Sequence[str], exclude: Sequence[str], roots: Sequence[Path]) -> None:
-    """Refuse a folder holding a link to a file or folder outside the roots: the walk would follow it."""
-    real_roots = [r for r in (_real(x) for x in roots) if r is not None]
-    for cand in discover(paths, exclude).candidates:
-        real = _real(cand.path)
-        if real is None or not any(_inside(real, r) for r in real_roots):
-            raise ConfigError(f"paths: {cand.path} links outside the folders {ROOTS_VAR} allows; remove the link or "
-                              "exclude it (exclude: [...])")
-
-
-def safe_filename(raw: str | None) -> str:
-    """An uploaded file's name, safe to store: the last path part, no control characters, no leading dots, capped."""
-    name = unicodedata.normalize("NFC", raw or "")
-    name = re.split(r"[/\\]", name)[-1]
-    name = "".join(ch for ch in name if not unicodedata.category(ch).startswith("C"))
-    name = re.sub(r"[^\w.\- ()+,@]", "_", name)
-    name = re.sub(r"\.{2,}", ".", re.sub(r"\s+", " ", name)).strip(" .")
-    stem, ext = os.path.splitext(name)
-    if len(name) > MAX_NAME:
-        name = stem[:MAX_NAME - len(ext)].rstrip(" .") + ext
-        stem = os.path.splitext(name)[0]
-    if not stem or format_of(name) is None:
-        raise UnsupportedFormat(name or "(no name)", f"the file name needs a supported extension; {_ALLOWED}")
-    return name
-
-
-def upload_key(raw: str | None) -> str:
-    """The name a file was uploaded as, for telling uploads apart: its last path part, in NFC."""
-    name = re.split(r"[/\\]", unicodedata.normalize("NFC", raw or ""))[-1]
-    return name.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate cannot be stored
-
-
-def stored_name(names: dict[str, str], original: str, plain: str, folder: Path) -> str:
-    """The file name for an upload named `original` whose sanitized name is `plain` (see Jobs.upload).
-
-    `names` maps stored names to the names they were uploaded as; a file without an entry (uploaded
-    before names were recorded) counts as uploaded under its own name.
-    """
-    for stored, orig in names.items():
-        if orig == original:
-            return stored
-    owner = names.get(plain) or (plain if (folder / plain).exists() else None)
-    if owner in (None, original):
-        return plain
-    stem, ext = os.path.splitext(plain)
-    tag = "~" + hashlib.sha256(original.encode()).hexdigest()[:10]
-    return stem[:MAX_NAME - len(ext) - len(tag)] + tag + ext
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())  # on disk before the rename gives it its final name
-
-
-def _sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def reconcile_folder(folder: Path, store, quarantine: Path) -> dict[str, list[str]]:
-    """Jobs.reconcile_uploads on one folder: returns the names removed, restored and quarantined."""
-    done: dict[str, list[str]] = {"removed": [], "restored": [], "quarantined": []}
-    docs = store.get_documents(store.doc_ids_with_prefix(str(folder) + os.sep))
-    tracked = {Path(d.uri).name: d.version for d, _ in docs.values() if Path(d.uri).parent == folder}
-    backups = []
-    for entry in sorted(folder.iterdir()):
-        name = entry.name
-        if name.startswith(".") and name.endswith(".part"):  # cut short before its rename: never a document
-            entry.unlink(missing_ok=True)
-            done["removed"].append(name)
-        elif name.startswith(".") and name.endswith(".previous"):
-            backups.append(entry)
-        elif name not in tracked:
-            quarantine.mkdir(parents=True, exist_ok=True)
-            dest = quarantine / name
-            if dest.exists():
-                dest = quarantine / f"{name}.{uuid.uuid4().hex[:8]}"
-            os.replace(entry, dest)
-            done["quarantined"].append(name)
-    for b in backups:  # the version a killed re-upload moved aside: back if the registry still holds it
-        digest = _sha256(b)
-        home = next((n for n, v in tracked.items() if v == digest and _sha256(folder / n) != v), None)
-        if home is not None:
-            os.replace(b, folder / home)
-            done["restored"].append(home)
-        else:
-            b.unlink(missing_ok=True)
-            done["removed"].append(b.name)
-    stale = [n for n in store.upload_names() if n not in tracked]
-    if stale:
-        store.drop_upload_names(stale)
-    return done
-
-
-def check_type(name: str, data: bytes) -> None:
-    """Refuse content that is not what the extension says (415); an empty file is left to the parser (422)."""
-    fmt = format_of(name)
-    if not data:
-        return
-    if fmt == "pdf":
-        if b"%PDF-" not in data[:1024]:
-            raise UnsupportedFormat(name, f"is not a PDF (no %PDF header); {_ALLOWED}")
-    elif fmt in _OFFICE_PART:
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
-                ok = _OFFICE_PART[fmt] in z.namelist()
-        except (zipfile.BadZipFile, ValueError, OSError):
-            ok = False
-        if not ok:
-            raise UnsupportedFormat(name, f"is not a {fmt.upper()} document; {_ALLOWED}")
-    else:
-        kind = next((what for magic, what in _MAGIC if data.startswith(magic)), None)
-        if kind or b"\x00" in data[:8192]:
-            raise UnsupportedFormat(name, f"is {kind or 'binary data'}, not text; {_ALLOWED}")

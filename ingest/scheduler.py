@@ -1,7 +1,8 @@
-"""Source syncs inside the service: on demand (POST /v1/sources/{name}/sync) and on each source's interval.
+"""Source syncs in a running service: on demand (POST /v1/sources/{name}/sync) and on each source's interval.
 
-A sync takes the service's write slot like an ingest job or an upload, so writes never interleave; a sync
-that finds the slot taken is skipped (the scheduler tries again on its next tick, an on-demand one is 409).
+A sync takes the service's write slot like an ingest job or an upload (`Jobs.writing`), so writes never
+interleave; a sync that finds the slot taken is skipped (the scheduler tries again on its next tick, an
+on-demand one is 409).
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
+from typing import Callable, ContextManager
 
-from api import wiring
-from api.jobs import Busy
-from api.settings import Settings
 from ingest.errors import LoreError
+from ingest.jobs import Busy
 from ingest.sources.registry import SourceConfig, SourceRegistry
 
 log = logging.getLogger(__name__)
@@ -22,10 +22,14 @@ TICK_S = 30.0  # how often the scheduler looks for due sources
 
 
 class Syncs:
-    def __init__(self, settings: Settings, registry: SourceRegistry, jobs, ingestor, metrics,
-                 on_change=lambda: None) -> None:
-        self.settings, self.registry, self.jobs, self.metrics = settings, registry, jobs, metrics
-        self._ingestor, self._on_change = ingestor, on_change  # a function building the service's Ingestor
+    """`Syncs(registry, sync, writing, observe)`: `sync(name)` syncs one source and returns its report (the
+    service's `api.wiring.sync_source`); `writing()` holds the write slot; `observe(report)` counts it."""
+
+    def __init__(self, registry: SourceRegistry, sync: Callable[[str], dict],
+                 writing: Callable[[], ContextManager[None]], observe: Callable[[dict], None],
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        self.registry, self._sync, self._writing, self._observe = registry, sync, writing, observe
+        self._on_change = on_change
         self._lock = threading.Lock()
         self._running: str | None = None
         self._stop = threading.Event()
@@ -33,7 +37,7 @@ class Syncs:
         for cfg in registry.list():  # a restarted service still shows when each source last synced
             last = registry.last_success(cfg.name)
             if last:
-                metrics.observe_sync({**last, "failed": []})
+                observe({**last, "failed": []})
 
     @property
     def running(self) -> str | None:
@@ -58,8 +62,8 @@ class Syncs:
 
     def _guarded(self, name: str) -> dict | None:
         try:
-            with self.jobs.writing():
-                report = wiring.sync_source(self.settings, name, ingestor=self._ingestor(), registry=self.registry)
+            with self._writing():
+                report = self._sync(name)
         except Busy as exc:
             log.info("sync %s skipped: %s", name, exc)
             return None
@@ -69,7 +73,7 @@ class Syncs:
         finally:
             with self._lock:
                 self._running = None
-        self.metrics.observe_sync(report)
+        self._observe(report)
         if report.get("added") or report.get("updated") or report.get("deleted"):
             self._on_change()
         return report
