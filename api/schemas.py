@@ -118,7 +118,7 @@ class CoreView(BaseModel):
 
     A field is the core attribute of its name, or the one its `validation_alias` names (an AliasPath into
     nested dataclasses); `itself` lists fields that nest the object's own attributes (`stages`). Every core
-    field is shown or named in `hidden` with why; `added` names the edge's own fields, given to `of`.
+    field is shown or named in `hidden` with why; `computed` names the edge's own fields, given to `of`.
     tests/test_edge_schemas.py checks all of this and that the types agree, so a field added to a core type
     cannot go missing here unnoticed. Dicts with the edge's field names validate too (stored reports).
     """
@@ -126,7 +126,7 @@ class CoreView(BaseModel):
     model_config = ConfigDict(from_attributes=True, validate_by_name=True, validate_by_alias=True)
     core: ClassVar[type | dict[str, type]]  # a dict: the view reads these attributes, each a core type
     hidden: ClassVar[dict[str, str]] = {}  # core field ("chunk.ordinal" in a part) -> why the edge leaves it out
-    added: ClassVar[dict[str, str]] = {}  # edge field the core object does not have (or replaced) -> what it is
+    computed: ClassVar[dict[str, str]] = {}  # edge field the core object lacks (or it replaces) -> what it is
     itself: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")
@@ -137,9 +137,9 @@ class CoreView(BaseModel):
         return data
 
     @classmethod
-    def of(cls, obj: Any = None, /, **added: Any) -> Self:
-        """The view of one core object (or of its parts, by name), with the fields in `added` given here."""
-        return cls.model_validate(_With(obj, added) if added else obj)
+    def of(cls, obj: Any = None, /, **given: Any) -> Self:
+        """The view of one core object (or of its parts, by name), with the `computed` fields given here."""
+        return cls.model_validate(_With(obj, given) if given else obj)
 
 
 def _round(digits: int) -> AfterValidator:
@@ -199,7 +199,7 @@ def _doc(name: str) -> Any:
 class PassageFields(CoreView):
     """A passage and its provenance: what a hit and an opened citation both show."""
 
-    core = {"chunk": Chunk, "doc": SourceDoc}
+    core: ClassVar[type | dict[str, type]] = {"chunk": Chunk, "doc": SourceDoc}
     hidden = {"chunk.doc_id": "shown as doc_id", "chunk.version": "shown as the document's version",
               "chunk.ordinal": "internal order; GET /v1/documents/{id} lists passages in order",
               "chunk.content_hash": "internal (dedup)", "chunk.token_count": "internal (embedding budget)",
@@ -243,7 +243,7 @@ class Timings(BaseModel):
 
 class AnswerOut(CoreView):
     core = Answer
-    added = {"id": "the caller's id for the question (lore ask --jsonl), else null"}
+    computed = {"id": "the caller's id for the question (lore ask --jsonl), else null"}
 
     id: str | None = None
     question: str
