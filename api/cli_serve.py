@@ -52,7 +52,7 @@ def _store(data_dir: Optional[Path]):
 
 def _key_json(info) -> dict:
     """A key's record as GET /v1/keys shows it (the same schema), without the request's `current`."""
-    from api.routes.keys import KeyInfoOut
+    from api.schemas import KeyInfoOut
 
     return KeyInfoOut.of(info).model_dump(mode="json")
 

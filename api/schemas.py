@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, AliasPath, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from api.auth import Caller
+from api.auth import Caller, KeyInfo
 from assistant.types import Answer, Citation
 from ingest.types import Chunk, SourceDoc
 from retriever.types import Alternative, Filters, Hit, SearchResult
@@ -269,13 +269,28 @@ class SearchOut(CoreView):
 
 class CallerOut(CoreView):
     core = Caller
-    hidden = {"principal": "shown as user and groups"}
 
     user: str | None = Field(..., validation_alias=AliasPath("principal", "user_id"))
     groups: list[str] = Field(..., validation_alias=AliasPath("principal", "groups"))
     role: Literal["reader", "admin"]
     via: Literal["key", "proxy", "demo", "slack"]
     key_id: str | None
+
+
+class KeyInfoOut(CoreView):
+    """A key's record, as `lore keys list --json` prints it too."""
+
+    core = KeyInfo
+
+    key_id: str = Field(..., description="names the key in lists, the audit log and revocation; not a credential")
+    user: str | None = Field(..., validation_alias="user_id",
+                             description="the user id whose permissions apply (none: a service key)")
+    groups: list[str]
+    role: Literal["reader", "admin"]
+    created_at: str
+    revoked_at: str | None = Field(..., description="set once revoked: the key then gets 401")
+    last_used_at: str | None = Field(..., description="recorded at most once a minute")
+    note: str | None
 
 
 class ErrorBody(BaseModel):

@@ -11,26 +11,10 @@ from api.auth import Caller, KeyInfo
 from api.deps import Services, admin, services
 from api.errors import Conflict
 from api.routes.admin import admin_for, audited
-from api.schemas import CoreView, Strict, Text, errors
+from api.schemas import KeyInfoOut, Strict, Text, errors
 from ingest.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["keys"])
-
-
-class KeyInfoOut(CoreView):
-    """A key's record, as `lore keys list --json` prints it too."""
-
-    core = KeyInfo
-
-    key_id: str = Field(..., description="names the key in lists, the audit log and revocation; not a credential")
-    user: str | None = Field(..., validation_alias="user_id",
-                             description="the user id whose permissions apply (none: a service key)")
-    groups: list[str]
-    role: Literal["reader", "admin"]
-    created_at: str
-    revoked_at: str | None = Field(..., description="set once revoked: the key then gets 401")
-    last_used_at: str | None = Field(..., description="recorded at most once a minute")
-    note: str | None
 
 
 class KeyOut(KeyInfoOut):
