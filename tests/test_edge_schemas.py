@@ -14,7 +14,7 @@ from pydantic import AliasPath, BaseModel, TypeAdapter
 
 import api.app  # noqa: F401 - registers every route's views
 import api.mcp_server  # noqa: F401 - and the MCP tools' ones
-from api.schemas import CoreView
+from api.schemas import CitationOut, CoreView
 from assistant.types import Answer, Citation, Status
 from retriever.types import Hit
 
@@ -143,20 +143,8 @@ def test_a_field_added_to_a_core_type_fails_until_shown_or_hidden():
                                                  ("reviewer", "str")], frozen=True)
     grown.__module__ = Citation.__module__  # its field types resolve where Citation's do
 
-    class GrownOut(CoreView):
+    class GrownOut(CitationOut):  # CitationOut's fields, over a Citation that grew one
         core = grown
-        marker: int
-        chunk_id: str
-        doc_id: str
-        title: str
-        uri: str
-        doc_type: str
-        section: list[str]
-        page: int | None
-        start: int
-        end: int
-        version: str
-        quote: str
 
     assert problems(GrownOut) == ["core field reviewer is neither shown nor in hidden"]
     GrownOut.hidden = {"reviewer": "internal"}
