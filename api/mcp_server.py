@@ -26,7 +26,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.types import (INVALID_REQUEST, CallToolResult, ListResourcesResult, Resource, TextContent,
                        ToolAnnotations)
-from pydantic import Field, ValidationError
+from pydantic import AliasPath, Field, ValidationError
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -89,7 +89,7 @@ class NeighbourOut(CoreView):
               "content_hash": "internal (dedup)", "token_count": "internal (embedding budget)"}
     computed = {"position": "relative to the passage opened"}
 
-    chunk_id: str = Field(..., validation_alias="id")
+    chunk_id: str = Field(..., validation_alias=AliasPath("id"))
     position: int = Field(..., description="-1 the passage just before, 1 the one just after, and so on")
     section: list[str]
     page_start: int | None

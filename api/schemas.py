@@ -131,7 +131,7 @@ class CoreView(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _nest(cls, data: Any) -> Any:
+    def _nest(cls, data: Any) -> Any:  # a dict is the view's own JSON again (FastAPI validates what routes return)
         if cls.itself and not isinstance(data, dict):
             return _With(data, {name: data for name in cls.itself})
         return data
@@ -143,7 +143,7 @@ class CoreView(BaseModel):
 
 
 def _round(digits: int) -> AfterValidator:
-    return AfterValidator(lambda x: x if x is None else round(x, digits))
+    return AfterValidator(lambda x: round(x, digits))
 
 
 Score = Annotated[float, _round(6)]  # fused and per-stage scores, as shown
@@ -167,16 +167,14 @@ class CitationOut(CoreView):
     quote: str = Field(..., description="a verified substring of the passage")
 
 
-class StagesOut(BaseModel):
-    """A hit's rank and score in each stage: fields of the Hit itself, nested on the wire."""
-
+class StagesOut(BaseModel):  # a hit's rank and score in each stage: the Hit's own fields, nested on the wire
     model_config = ConfigDict(from_attributes=True)
 
     dense_rank: int | None
-    dense_score: Annotated[float | None, _round(6)]
+    dense_score: Score | None
     keyword_rank: int | None
-    keyword_score: Annotated[float | None, _round(6)]
-    rerank_score: Annotated[float | None, _round(6)]
+    keyword_score: Score | None
+    rerank_score: Score | None
 
 
 class AlternativeOut(CoreView):
@@ -188,11 +186,11 @@ class AlternativeOut(CoreView):
     uri: str
 
 
-def _chunk(name: str) -> Any:
+def _chunk(name: str) -> AliasPath:
     return AliasPath("chunk", name)
 
 
-def _doc(name: str) -> Any:
+def _doc(name: str) -> AliasPath:
     return AliasPath("doc", name)
 
 
@@ -252,7 +250,7 @@ class AnswerOut(CoreView):
     confidence: Annotated[float, _round(4)]
     citations: list[CitationOut]
     hits: list[HitOut] = Field(..., description="the passages considered; with no_evidence, the closest sources")
-    timings: Timings = Field(..., validation_alias="timings_ms")
+    timings: Timings = Field(..., validation_alias=AliasPath("timings_ms"))
     models: dict[str, str]
     trace_id: str
     notes: list[str]
@@ -283,7 +281,7 @@ class KeyInfoOut(CoreView):
     core = KeyInfo
 
     key_id: str = Field(..., description="names the key in lists, the audit log and revocation; not a credential")
-    user: str | None = Field(..., validation_alias="user_id",
+    user: str | None = Field(..., validation_alias=AliasPath("user_id"),
                              description="the user id whose permissions apply (none: a service key)")
     groups: list[str]
     role: Literal["reader", "admin"]

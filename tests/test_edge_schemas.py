@@ -129,6 +129,9 @@ def _leaves(h: dict[str, Any], prefix: str, used: set[str]) -> set[str]:
 @pytest.mark.parametrize("view", views(), ids=lambda v: v.__qualname__)
 def test_every_core_field_is_shown_or_excluded_with_its_type(view):
     assert problems(view) == []
+    # an alias names where a value comes from, never the wire: MCP publishes validation-mode schemas
+    names = {m: list(view.model_json_schema(mode=m)["properties"]) for m in ("validation", "serialization")}
+    assert names["validation"] == names["serialization"]
 
 
 def test_the_edge_views_the_core_types_it_should():

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Callable, Iterator, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import AliasPath, BaseModel, Field
 
 from api.auth import Caller, Forbidden
 from api.deps import Services, admin, caller, services
@@ -69,7 +69,7 @@ class AuditFeedback(CoreView):
     rating: Rating
     comment: str | None
     recorded_at: str
-    user: str | None = Field(..., validation_alias="user_id")
+    user: str | None = Field(..., validation_alias=AliasPath("user_id"))
     key_id: str | None
     channel: str
 
@@ -80,7 +80,7 @@ class AuditRecordOut(CoreView):
     seq: int = Field(..., description="position in the log; increases with every record, never reused")
     trace_id: str
     recorded_at: str = Field(..., description="UTC, ISO 8601")
-    user: str | None = Field(..., validation_alias="user_id")
+    user: str | None = Field(..., validation_alias=AliasPath("user_id"))
     groups: list[str]
     role: str
     via: str = Field(..., description="how the caller authenticated: key, proxy, demo or slack (a Slack user; "
@@ -172,7 +172,7 @@ class AdminActionOut(CoreView):
 
     seq: int = Field(..., description="position in the record; increases with every action, never reused")
     recorded_at: str = Field(..., description="UTC, ISO 8601")
-    user: str | None = Field(..., validation_alias="user_id", description="the acting admin's user id")
+    user: str | None = Field(..., validation_alias=AliasPath("user_id"), description="the acting admin's user id")
     key_id: str | None = Field(..., description="the API key it used (never the key itself)")
     role: str
     via: str = Field(..., description="how the caller authenticated: key, proxy or demo")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
 from api.auth import Caller
 from api.deps import Services, admin, caller, services
@@ -56,7 +56,7 @@ class ChunkOut(CoreView):
     hidden = {"doc_id": "the document is the parent", "version": "the document's", "content_hash": "internal (dedup)",
               "text": "opened with GET /v1/passages/{id}"}
 
-    chunk_id: str = Field(..., validation_alias="id")
+    chunk_id: str = Field(..., validation_alias=AliasPath("id"))
     ordinal: int
     section: list[str]
     page_start: int | None
