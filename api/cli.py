@@ -205,7 +205,9 @@ def search(query: str = typer.Argument(..., help="what to look for"),
     except LoreError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps(result.to_dict()))
+        from api.schemas import SearchOut  # the JSON of POST /v1/search
+
+        print(json.dumps(SearchOut.of(result).model_dump(mode="json")))
         return
     if not result.hits:
         out.print("no passages found (none match, or none you may read)")
@@ -245,6 +247,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         jsonl: bool = typer.Option(False, "--jsonl", help='read {"id","question","user","groups"} lines from stdin, write one Answer per line'),
         data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
     """Answer a question from the knowledge base, every sentence with a verified citation."""
+    from api.schemas import AnswerOut  # the JSON of POST /v1/ask
     from api.wiring import build_assistant
     from ingest.access import Principal
 
@@ -255,7 +258,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
             if not question:
                 _fail(ConfigError("give a question, or --jsonl to read questions from stdin"))
             ans = assistant.answer(question, Principal.of(user, groups))
-            print(json.dumps(ans.to_dict())) if as_json else _print_answer(ans)
+            print(json.dumps(AnswerOut.of(ans).model_dump(mode="json"))) if as_json else _print_answer(ans)
             return
         for n, line in enumerate(sys.stdin, 1):
             if not line.strip():
@@ -266,7 +269,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
                 if not isinstance(item, dict) or not isinstance(item.get("question"), str):
                     raise ValueError('each line needs a "question" string')
                 ans = assistant.answer(item["question"], Principal.of(item.get("user"), item.get("groups")))
-                print(json.dumps(ans.to_dict(id=item.get("id"))), flush=True)
+                print(json.dumps(AnswerOut.of(ans, id=item.get("id")).model_dump(mode="json")), flush=True)
             except StoreError:  # the knowledge base itself is unusable: no later line can be answered
                 raise
             except (ValueError, LoreError) as exc:  # one bad line is reported in place, the rest go on

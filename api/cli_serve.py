@@ -50,6 +50,13 @@ def _store(data_dir: Optional[Path]):
     return KeyStore(Path(_settings(data_dir).data_dir) / "auth.db")
 
 
+def _key_json(info) -> dict:
+    """A key's record as GET /v1/keys shows it (the same schema), without the request's `current`."""
+    from api.schemas import KeyInfoOut
+
+    return KeyInfoOut.of(info).model_dump(mode="json")
+
+
 @keys_app.command("create")
 def keys_create(user: Optional[str] = typer.Option(None, "--user", help="the user id whose permissions apply"),
                 groups: str = typer.Option("", "--groups", help="comma-separated groups"),
@@ -63,7 +70,7 @@ def keys_create(user: Optional[str] = typer.Option(None, "--user", help="the use
     except LoreError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps({"key": key, **info.to_dict()}))
+        print(json.dumps({"key": key, **_key_json(info)}))
         return
     out.print(f"{key}\n[dim]key id {info.key_id} · user {info.user_id or '-'} · groups "
               f"{','.join(info.groups) or '-'} · {info.role}. Store it now: it is not shown again.[/]")
@@ -78,7 +85,7 @@ def keys_list(all_: bool = typer.Option(False, "--all", help="include revoked ke
     except LoreError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps([i.to_dict() for i in infos]))
+        print(json.dumps([_key_json(i) for i in infos]))
         return
     from rich.table import Table
 

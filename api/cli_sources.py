@@ -26,6 +26,15 @@ def _registry(data_dir: Optional[Path]):
         _fail(exc)
 
 
+def _config(cfg) -> dict:
+    """A source's settings as JSON, read from the core SourceConfig by pydantic (as /v1/sources shows them)."""
+    from pydantic import TypeAdapter
+
+    from ingest.sources.registry import SourceConfig
+
+    return TypeAdapter(SourceConfig).dump_python(cfg, mode="json")
+
+
 def _status(reg, name: str, max_failures: int) -> str:
     last = reg.last(name)
     if last is None:
@@ -78,7 +87,7 @@ def add(name: str = typer.Argument(..., help="a short name: lowercase letters, d
     except LoreError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps(cfg.to_dict()))
+        print(json.dumps(_config(cfg)))
     else:
         out.print(f"added source [bold]{cfg.name}[/] ({cfg.kind}); sync it now with `lore sources sync {cfg.name}`")
 
@@ -93,7 +102,7 @@ def _missing(option: str, why: str):
 def list_(data_dir: Optional[Path] = DataDir, as_json: bool = AsJson) -> None:
     """The configured sources with their state and last sync."""
     s, reg = _registry(data_dir)
-    rows = [{**c.to_dict(), "status": _status(reg, c.name, s.sources.max_failures), "last_sync": reg.last(c.name)}
+    rows = [{**_config(c), "status": _status(reg, c.name, s.sources.max_failures), "last_sync": reg.last(c.name)}
             for c in reg.list()]
     if as_json:
         print(json.dumps({"sources": rows}))
@@ -115,7 +124,7 @@ def show(name: str, runs: int = typer.Option(5, "--runs", min=1, max=100, help="
         cfg = reg.get(name)
     except LoreError as exc:
         _fail(exc)
-    d = {**cfg.to_dict(), "status": _status(reg, name, s.sources.max_failures), "runs": reg.runs(name, runs)}
+    d = {**_config(cfg), "status": _status(reg, name, s.sources.max_failures), "runs": reg.runs(name, runs)}
     if as_json:
         print(json.dumps(d))
         return

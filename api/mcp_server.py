@@ -27,7 +27,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.types import (INVALID_REQUEST, CallToolResult, ListResourcesResult, Resource, TextContent,
                        ToolAnnotations)
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AliasPath, Field, ValidationError
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,13 +39,15 @@ from api.routes import ask as ask_routes
 from api.routes import documents
 from api.routes.documents import DocType, DocumentListOut, PassageOut
 from api.routes.openai_compat import sources_block
-from api.schemas import MAX_QUESTION, AnswerOut, AskIn, CitationOut, FiltersIn, SearchIn, SearchOut, Text, Turn
+from api.schemas import (MAX_QUESTION, AnswerOut, AskIn, CitationOut, CoreView, FiltersIn, SearchIn, SearchOut, Text,
+                         Turn)
 from api.metrics import Metrics
 from api.settings import ServerSettings, Settings
 from api.slack.blocks import passage_link  # the web page's deep link to a passage, as the Slack bot gives it
 from ingest.errors import DocumentNotFound, LoreError, NotFound
 from ingest.access import Access, Principal
 from ingest.keys import Caller, KeyStore, Unauthorized
+from ingest.types import Chunk
 
 if TYPE_CHECKING:
     from assistant.service import Assistant
@@ -79,6 +81,8 @@ ChunkId = Annotated[Text, Field(min_length=1, max_length=300, description="a pas
 
 
 class LinkedCitationOut(CitationOut):
+    computed = {"link": "computed: the web page's deep link"}
+
     link: str = Field(..., description="the web page's view of the passage, the quote highlighted")
 
 
@@ -88,8 +92,13 @@ class AskOut(AnswerOut):
     citations: list[LinkedCitationOut]  # type: ignore[assignment] # narrower than AnswerOut's, as pydantic allows
 
 
-class NeighbourOut(BaseModel):
-    chunk_id: str
+class NeighbourOut(CoreView):
+    core = Chunk
+    hidden = {"doc_id": "the passage's", "version": "the passage's", "ordinal": "see position",
+              "content_hash": "internal (dedup)", "token_count": "internal (embedding budget)"}
+    computed = {"position": "relative to the passage opened"}
+
+    chunk_id: str = Field(..., validation_alias=AliasPath("id"))
     position: int = Field(..., description="-1 the passage just before, 1 the one just after, and so on")
     section: list[str]
     page_start: int | None
@@ -101,6 +110,8 @@ class NeighbourOut(BaseModel):
 
 class PassageViewOut(PassageOut):
     """/v1/passages/{id}, with the neighbouring passages' texts and a link to the web page's view."""
+
+    computed = {**PassageOut.computed, "link": "computed: the web page's view", "neighbours": "the passages around it"}
 
     link: str = Field(..., description="the passage in Lore's web page")
     neighbours: list[NeighbourOut] = Field(..., description="passages of the same document around it, in order")
@@ -231,19 +242,17 @@ class LoreMCP:
                                                          "side")] = 1) -> PassageViewOut:
             """A passage (as a citation or hit names it) in its section, with provenance and the passages
             around it; an id you may not read is reported exactly like one that does not exist."""
-            def work(who: Caller, base: str) -> dict:
+            def work(who: Caller, base: str) -> PassageViewOut:
                 store = p.store()
                 d = documents.get_passage(chunk_id=chunk_id, who=who, store=store, access=p.access)
-                chunks = store.chunks(d["doc_id"])  # the same document, which the caller may read
-                i = next((n for n, c in enumerate(chunks) if c.id == d["chunk_id"]), None)
+                chunks = store.chunks(d.doc_id)  # the same document, which the caller may read
+                i = next((n for n, c in enumerate(chunks) if c.id == d.chunk_id), None)
                 near = [] if i is None else [  # None: a new version replaced it between the two reads
                     (n - i, c) for n, c in enumerate(chunks) if n != i and abs(n - i) <= neighbours]
-                return {**d, "link": passage_link(base, d["chunk_id"]),
-                        "neighbours": [{"chunk_id": c.id, "position": p, "section": list(c.section),
-                                        "page_start": c.page_start, "page_end": c.page_end, "start": c.start,
-                                        "end": c.end, "text": c.text} for p, c in near]}
+                return PassageViewOut.model_validate({**d.model_dump(), "link": passage_link(base, d.chunk_id),
+                                                      "neighbours": [NeighbourOut.of(c, position=p) for p, c in near]})
 
-            return PassageViewOut.model_validate(self.call("get_passage", ctx, work))
+            return self.call("get_passage", ctx, work)
 
         @mcp.tool(title="List documents", annotations=READ_ONLY)
         def list_documents(ctx: Context, doc_type: DocType | None = None,

@@ -1,14 +1,19 @@
-"""HTTP request and response bodies: pydantic at the edge, converted to the core's frozen dataclasses."""
+"""HTTP request and response bodies: pydantic at the edge; requests become core dataclasses, responses are read
+from them (`CoreView`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AliasPath, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from assistant.types import Answer, Citation
 from ingest.access import Filters
+from ingest.keys import Caller, KeyInfo
+from ingest.types import Chunk, SourceDoc
+from retriever.types import Alternative, Hit, SearchResult
 
 MAX_QUESTION = 2000
 
@@ -97,7 +102,57 @@ class SearchIn(Strict):
     _q = field_validator("query")(_question)
 
 
-class CitationOut(BaseModel):
+class _With:
+    """A core object seen with further attributes: the edge fields it does not have, or parts of a view."""
+
+    def __init__(self, obj: Any, extra: dict[str, Any]) -> None:
+        self._obj, self._extra = obj, extra
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._extra:
+            return self._extra[name]
+        return getattr(self._obj, name)
+
+
+class CoreView(BaseModel):
+    """A response body read from a core dataclass (`HitOut.of(hit)`), never copied from it field by field.
+
+    A field is the core attribute of its name, or the one its `validation_alias` names (an AliasPath into
+    nested dataclasses); `itself` lists fields that nest the object's own attributes (`stages`). Every core
+    field is shown or named in `hidden` with why; `computed` names the edge's own fields, given to `of`.
+    tests/test_edge_schemas.py checks all of this and that the types agree, so a field added to a core type
+    cannot go missing here unnoticed. Dicts with the edge's field names validate too (stored reports).
+    """
+
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True, validate_by_alias=True)
+    core: ClassVar[type | dict[str, type]]  # a dict: the view reads these attributes, each a core type
+    hidden: ClassVar[dict[str, str]] = {}  # core field ("chunk.ordinal" in a part) -> why the edge leaves it out
+    computed: ClassVar[dict[str, str]] = {}  # edge field the core object lacks (or it replaces) -> what it is
+    itself: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:  # a dict is the view's own JSON again (FastAPI validates what routes return)
+        if cls.itself and not isinstance(data, dict):
+            return _With(data, {name: data for name in cls.itself})
+        return data
+
+    @classmethod
+    def of(cls, obj: Any = None, /, **given: Any) -> Self:
+        """The view of one core object (or of its parts, by name), with the `computed` fields given here."""
+        return cls.model_validate(_With(obj, given) if given else obj)
+
+
+def _round(digits: int) -> AfterValidator:
+    return AfterValidator(lambda x: round(x, digits))
+
+
+Score = Annotated[float, _round(6)]  # fused and per-stage scores, as shown
+
+
+class CitationOut(CoreView):
+    core = Citation
+
     marker: int = Field(..., description="the [n] in the answer text this quote backs; a number the text does not "
                         "use marks a further quote from the answer's first document, shown as context")
     chunk_id: str
@@ -113,42 +168,68 @@ class CitationOut(BaseModel):
     quote: str = Field(..., description="a verified substring of the passage")
 
 
-class StagesOut(BaseModel):
+class StagesOut(BaseModel):  # a hit's rank and score in each stage: the Hit's own fields, nested on the wire
+    model_config = ConfigDict(from_attributes=True)
+
     dense_rank: int | None
-    dense_score: float | None
+    dense_score: Score | None
     keyword_rank: int | None
-    keyword_score: float | None
-    rerank_score: float | None
+    keyword_score: Score | None
+    rerank_score: Score | None
 
 
-class AlternativeOut(BaseModel):
+class AlternativeOut(CoreView):
+    core = Alternative
+
     chunk_id: str
     doc_id: str
     title: str
     uri: str
 
 
-class PassageFields(BaseModel):
+def _chunk(name: str) -> AliasPath:
+    return AliasPath("chunk", name)
+
+
+def _doc(name: str) -> AliasPath:
+    return AliasPath("doc", name)
+
+
+class PassageFields(CoreView):
     """A passage and its provenance: what a hit and an opened citation both show."""
 
-    chunk_id: str
-    doc_id: str
-    title: str
-    uri: str
-    doc_type: str
-    version: str = Field(..., description="sha256 of the document version the passage belongs to")
-    updated_at: str
-    section: list[str]
-    page_start: int | None
-    page_end: int | None
-    start: int = Field(..., description="the passage's span in the document's normalized text")
-    end: int
-    text: str = Field(..., description="the passage")
+    core: ClassVar[type | dict[str, type]] = {"chunk": Chunk, "doc": SourceDoc}
+    hidden = {"chunk.doc_id": "shown as doc_id", "chunk.version": "shown as the document's version",
+              "chunk.ordinal": "internal order; GET /v1/documents/{id} lists passages in order",
+              "chunk.content_hash": "internal (dedup)", "chunk.token_count": "internal (embedding budget)",
+              "doc.ingested_at": "document detail only", "doc.acl": "never shown with passages",
+              "doc.size": "document detail only", "doc.chunk_count": "document detail only",
+              "doc.owners": "document detail only", "doc.source": "document detail only",
+              "doc.external_id": "internal (the item's id inside its source)"}
+
+    chunk_id: str = Field(..., validation_alias=_chunk("id"))
+    doc_id: str = Field(..., validation_alias=_doc("id"))
+    title: str = Field(..., validation_alias=_doc("title"))
+    uri: str = Field(..., validation_alias=_doc("uri"))
+    doc_type: str = Field(..., validation_alias=_doc("doc_type"))
+    version: str = Field(..., validation_alias=_doc("version"),
+                         description="sha256 of the document version the passage belongs to")
+    updated_at: str = Field(..., validation_alias=_doc("updated_at"))
+    section: list[str] = Field(..., validation_alias=_chunk("section"))
+    page_start: int | None = Field(..., validation_alias=_chunk("page_start"))
+    page_end: int | None = Field(..., validation_alias=_chunk("page_end"))
+    start: int = Field(..., validation_alias=_chunk("start"),
+                       description="the passage's span in the document's normalized text")
+    end: int = Field(..., validation_alias=_chunk("end"))
+    text: str = Field(..., validation_alias=_chunk("text"), description="the passage")
 
 
 class HitOut(PassageFields):
+    core = Hit
+    itself = ("stages",)
+
     rank: int
-    score: float
+    score: Score
     stages: StagesOut
     alternatives: list[AlternativeOut] = Field(..., description="the same text found in other places")
 
@@ -159,33 +240,56 @@ class Timings(BaseModel):
     total_ms: float
 
 
-class AnswerOut(BaseModel):
+class AnswerOut(CoreView):
+    core = Answer
+    computed = {"id": "the caller's id for the question (lore ask --jsonl), else null"}
+
     id: str | None = None
     question: str
     text: str = Field(..., description="the answer with inline markers [1], [2] ... ")
     status: Literal["answered", "extractive", "no_evidence"]
-    confidence: float
+    confidence: Annotated[float, _round(4)]
     citations: list[CitationOut]
     hits: list[HitOut] = Field(..., description="the passages considered; with no_evidence, the closest sources")
-    timings: Timings
+    timings: Timings = Field(..., validation_alias=AliasPath("timings_ms"))
     models: dict[str, str]
     trace_id: str
     notes: list[str]
     usage: dict[str, int]
 
 
-class SearchOut(BaseModel):
+class SearchOut(CoreView):
+    core = SearchResult
+
     query: str
     hits: list[HitOut]
     timings_ms: dict[str, float]
 
 
-class CallerOut(BaseModel):
-    user: str | None
-    groups: list[str]
+class CallerOut(CoreView):
+    core = Caller
+
+    user: str | None = Field(..., validation_alias=AliasPath("principal", "user_id"))
+    groups: list[str] = Field(..., validation_alias=AliasPath("principal", "groups"))
     role: Literal["reader", "admin"]
     via: Literal["key", "proxy", "demo", "slack"]
     key_id: str | None
+
+
+class KeyInfoOut(CoreView):
+    """A key's record, as `lore keys list --json` prints it too."""
+
+    core = KeyInfo
+
+    key_id: str = Field(..., description="names the key in lists, the audit log and revocation; not a credential")
+    user: str | None = Field(..., validation_alias=AliasPath("user_id"),
+                             description="the user id whose permissions apply (none: a service key)")
+    groups: list[str]
+    role: Literal["reader", "admin"]
+    created_at: str
+    revoked_at: str | None = Field(..., description="set once revoked: the key then gets 401")
+    last_used_at: str | None = Field(..., description="recorded at most once a minute")
+    note: str | None
 
 
 class ErrorBody(BaseModel):

@@ -135,10 +135,6 @@ class Feedback:
     key_id: str | None
     channel: str
 
-    def to_dict(self) -> dict:
-        return {"trace_id": self.trace_id, "rating": self.rating, "comment": self.comment,
-                "recorded_at": self.recorded_at, "user": self.user_id, "key_id": self.key_id, "channel": self.channel}
-
 
 @dataclass(frozen=True, slots=True)
 class AdminAction:
@@ -154,11 +150,6 @@ class AdminAction:
     target: str | None
     outcome: str
     detail: str | None
-
-    def to_dict(self) -> dict:
-        return {"seq": self.seq, "recorded_at": self.recorded_at, "user": self.user_id, "key_id": self.key_id,
-                "role": self.role, "via": self.via, "action": self.action, "target": self.target,
-                "outcome": self.outcome, "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,16 +179,6 @@ class AuditRecord:
     usage: dict
     redactions: dict  # kind -> how many were masked in the question
     feedback: Feedback | None = None
-
-    def to_dict(self) -> dict:
-        return {"seq": self.seq, "trace_id": self.trace_id, "recorded_at": self.recorded_at,
-                "user": self.user_id, "groups": list(self.groups), "role": self.role, "via": self.via,
-                "key_id": self.key_id, "channel": self.channel, "context": self.context, "question": self.question,
-                "status": self.status, "confidence": self.confidence, "answer": self.answer,
-                "citations": list(self.citations), "sources": list(self.sources), "latency_ms": self.latency_ms,
-                "retrieve_ms": self.retrieve_ms, "answer_ms": self.answer_ms, "models": self.models,
-                "usage": self.usage, "redactions": self.redactions,
-                "feedback": self.feedback.to_dict() if self.feedback else None}
 
 
 class AuditLog:
@@ -236,7 +217,7 @@ class AuditLog:
 
     def record(self, *, caller, channel: str, question: str, answer: dict, latency_ms: float,
                context: dict | None = None) -> None:
-        """Append one answered question (caller: ingest.keys.Caller; answer: Answer.to_dict())."""
+        """Append one answered question (caller: ingest.keys.Caller; answer: the Answer's JSON, as /v1/ask gives it)."""
         if channel not in CHANNELS:
             raise InvalidInput(f"audit channel {channel!r} is not one of {', '.join(CHANNELS)}")
         q, counts = self._mask(question)

@@ -58,10 +58,6 @@ class Caller:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
-    def to_dict(self) -> dict:
-        return {"user": self.principal.user_id, "groups": list(self.principal.groups), "role": self.role,
-                "via": self.via, "key_id": self.key_id}
-
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
@@ -73,11 +69,6 @@ class KeyInfo:
     revoked_at: str | None
     last_used_at: str | None
     note: str | None
-
-    def to_dict(self) -> dict:
-        return {"key_id": self.key_id, "user": self.user_id, "groups": list(self.groups), "role": self.role,
-                "created_at": self.created_at, "revoked_at": self.revoked_at, "last_used_at": self.last_used_at,
-                "note": self.note}
 
 
 def _now() -> str:

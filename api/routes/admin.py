@@ -10,13 +10,13 @@ from typing import Annotated, Any, Callable, Iterator, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import AliasPath, BaseModel, Field
 
 from ingest.keys import Caller, Forbidden
 from api.deps import Lazy, admin, caller, get_audit
 from api.errors import status_of
-from api.schemas import Strict, Text, errors
-from evals.audit import AuditLog
+from api.schemas import CoreView, Strict, Text, errors
+from evals.audit import AdminAction, AuditLog, AuditRecord, Feedback
 from ingest.errors import LoreError
 
 log = logging.getLogger(__name__)
@@ -62,20 +62,25 @@ class AuditSource(BaseModel):
     score: float | None
 
 
-class AuditFeedback(BaseModel):
+class AuditFeedback(CoreView):
+    core = Feedback
+    hidden = {"trace_id": "the record's own trace_id"}
+
     rating: Rating
     comment: str | None
     recorded_at: str
-    user: str | None
+    user: str | None = Field(..., validation_alias=AliasPath("user_id"))
     key_id: str | None
     channel: str
 
 
-class AuditRecordOut(BaseModel):
+class AuditRecordOut(CoreView):
+    core = AuditRecord
+
     seq: int = Field(..., description="position in the log; increases with every record, never reused")
     trace_id: str
     recorded_at: str = Field(..., description="UTC, ISO 8601")
-    user: str | None
+    user: str | None = Field(..., validation_alias=AliasPath("user_id"))
     groups: list[str]
     role: str
     via: str = Field(..., description="how the caller authenticated: key, proxy, demo or slack (a Slack user; "
@@ -157,15 +162,17 @@ def audit(
     records, total = audit().query(since=_instant(since, "since", False), until=_instant(until, "until", True),
                                      user=user, status=status, channel=channel, trace_id=trace_id, rating=rating,
                                      limit=limit, offset=offset)
-    return {"records": [r.to_dict() for r in records], "total": total, "limit": limit, "offset": offset}
+    return {"records": [AuditRecordOut.of(r) for r in records], "total": total, "limit": limit, "offset": offset}
 
 
 # ---- admin actions ------------------------------------------------------------------------------
 
-class AdminActionOut(BaseModel):
+class AdminActionOut(CoreView):
+    core = AdminAction
+
     seq: int = Field(..., description="position in the record; increases with every action, never reused")
     recorded_at: str = Field(..., description="UTC, ISO 8601")
-    user: str | None = Field(..., description="the acting admin's user id")
+    user: str | None = Field(..., validation_alias=AliasPath("user_id"), description="the acting admin's user id")
     key_id: str | None = Field(..., description="the API key it used (never the key itself)")
     role: str
     via: str = Field(..., description="how the caller authenticated: key, proxy or demo")
@@ -245,4 +252,4 @@ def admin_actions(
     A created key's secret is never recorded."""
     records, total = audit().actions(since=_instant(since, "since", False), until=_instant(until, "until", True),
                                        action=action, user=user, outcome=outcome, limit=limit, offset=offset)
-    return {"actions": [r.to_dict() for r in records], "total": total, "limit": limit, "offset": offset}
+    return {"actions": [AdminActionOut.of(r) for r in records], "total": total, "limit": limit, "offset": offset}

@@ -29,8 +29,8 @@ _CHANNEL = Header("api", alias="X-Lore-Channel", description="where the question
 
 
 def finish(audit: Lazy[AuditLog], metrics: Metrics, who: Caller, channel: str, answer: Answer, started: float) -> dict:
-    """Record a finished answer (audit log, metrics) and return its JSON."""
-    d = answer.to_dict()
+    """Record a finished answer (audit log, metrics) and return its JSON (AnswerOut's, as /v1/ask gives it)."""
+    d = AnswerOut.of(answer).model_dump(mode="json")
     latency = round((time.perf_counter() - started) * 1000, 2)
     audit().record(caller=who, channel=channel, question=answer.question, answer=d, latency_ms=latency)
     metrics.observe_answer(d, channel)
@@ -97,16 +97,16 @@ def ask_stream(body: AskIn, who: Caller = Depends(caller), assistant: Assistant 
 @router.post("/search", response_model=SearchOut, responses=errors(400, 401, 413, 422, 503),
              summary="Search passages (hybrid, dense or keyword)")
 def search(body: SearchIn, who: Caller = Depends(caller), retriever: Retriever = Depends(get_retriever),
-           metrics: Metrics = Depends(get_metrics)) -> dict:
+           metrics: Metrics = Depends(get_metrics)) -> SearchOut:
     """Ranked passages the caller may read, each with full provenance and its rank in each stage."""
     t0 = time.perf_counter()
     filters = body.filters.to_filters() if body.filters else None
     result = retriever.search(body.query, who.principal, filters, body.top_k, mode=body.mode)
     metrics.observe_search(time.perf_counter() - t0)
-    return result.to_dict()
+    return SearchOut.of(result)
 
 
 @router.get("/me", response_model=CallerOut, summary="Who the credentials stand for", responses=errors(401))
-def me(who: Caller = Depends(caller)) -> dict:
+def me(who: Caller = Depends(caller)) -> CallerOut:
     """The user, groups and role the API key (or SSO proxy headers, or demo mode) maps to."""
-    return who.to_dict()
+    return CallerOut.of(who)

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Callable, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
 from ingest.keys import Caller
 from api.deps import Lazy, admin, caller, get_access, get_audit, get_jobs, get_store
 from api.routes.admin import admin_for, audited
-from api.schemas import PassageFields, errors
+from api.schemas import CoreView, PassageFields, errors
 from evals.audit import AuditLog
 from ingest.access import Access, Principal
 from ingest.errors import DocumentNotFound, NotFound
 from ingest.formats import SUPPORTED
 from ingest.jobs import Jobs
+from ingest.pipeline import IngestReport
 from ingest.sqlite_store import SqliteStore
 from ingest.types import Chunk, SourceDoc
 
@@ -26,7 +27,12 @@ _NO_DOC = "no document with this id (or you may not read it); list documents wit
 _NO_PASSAGE = "no current passage with this id (or you may not read it); citations link to current passages"
 
 
-class DocumentOut(BaseModel):
+class DocumentOut(CoreView):
+    core = SourceDoc
+    hidden = {"external_id": "internal: the item's id inside its source"}
+    computed = {"uploaded": "whether jobs stored the file", "acl": "the core acl, shown to admins only (else null)",
+             "source": "the core source, null instead of \"\" for files"}
+
     id: str
     title: str
     uri: str = Field(..., description="where the document was ingested from (a path on the server)")
@@ -49,8 +55,12 @@ class DocumentListOut(BaseModel):
     offset: int
 
 
-class ChunkOut(BaseModel):
-    chunk_id: str
+class ChunkOut(CoreView):
+    core = Chunk
+    hidden = {"doc_id": "the document is the parent", "version": "the document's", "content_hash": "internal (dedup)",
+              "text": "opened with GET /v1/passages/{id}"}
+
+    chunk_id: str = Field(..., validation_alias=AliasPath("id"))
     ordinal: int
     section: list[str]
     page_start: int | None
@@ -61,6 +71,8 @@ class ChunkOut(BaseModel):
 
 
 class DocumentDetailOut(DocumentOut):
+    computed = {**DocumentOut.computed, "chunks": "the document's passages, in order"}
+
     chunks: list[ChunkOut]
 
 
@@ -71,13 +83,17 @@ class ContextOut(BaseModel):
 
 
 class PassageOut(PassageFields):
+    computed = {"context": "from the document text", "previous_chunk_id": "neighbour", "next_chunk_id": "neighbour"}
+
     context: ContextOut = Field(..., description="the passage's section around it; a citation's quote is "
                                 "context.text[quote.start - context.start : quote.end - context.start]")
     previous_chunk_id: str | None
     next_chunk_id: str | None
 
 
-class ReportOut(BaseModel):
+class ReportOut(CoreView):
+    core = IngestReport
+
     added: int
     updated: int
     unchanged: int
@@ -144,16 +160,9 @@ class JobListOut(BaseModel):
     jobs: list[JobOut]
 
 
-def _doc(jobs: Jobs, d: SourceDoc, who: Caller) -> dict:
-    return {"id": d.id, "title": d.title, "uri": d.uri, "doc_type": d.doc_type, "version": d.version,
-            "updated_at": d.updated_at, "ingested_at": d.ingested_at, "size": d.size, "chunk_count": d.chunk_count,
-            "uploaded": jobs.is_upload(d), "acl": list(d.acl) if who.is_admin else None,
-            "owners": list(d.owners), "source": d.source or None}
-
-
-def _chunk(c: Chunk) -> dict:
-    return {"chunk_id": c.id, "ordinal": c.ordinal, "section": list(c.section), "page_start": c.page_start,
-            "page_end": c.page_end, "start": c.start, "end": c.end, "token_count": c.token_count}
+def _added(jobs: Jobs, d: SourceDoc, who: Caller) -> dict:
+    """DocumentOut's own fields: whether it was uploaded, and the ACL for admins only."""
+    return {"uploaded": jobs.is_upload(d), "acl": d.acl if who.is_admin else None, "source": d.source or None}
 
 
 def _visible(access: Callable[[Principal], Access], who: Caller, doc: SourceDoc | None) -> bool:
@@ -173,7 +182,8 @@ def list_documents(who: Caller = Depends(caller), store: SqliteStore = Depends(g
     needle = q.casefold() if q else None
     docs = [d for d in store.documents() if _visible(access, who, d)
             and (doc_type is None or d.doc_type == doc_type) and (needle is None or needle in d.title.casefold())]
-    return {"documents": [_doc(jobs, d, who) for d in docs[offset:offset + limit]], "total": len(docs),
+    page = docs[offset:offset + limit]
+    return {"documents": [DocumentOut.of(d, **_added(jobs, d, who)) for d in page], "total": len(docs),
             "limit": limit, "offset": offset}
 
 
@@ -181,13 +191,13 @@ def list_documents(who: Caller = Depends(caller), store: SqliteStore = Depends(g
             summary="A document and its passages")
 def get_document(doc_id: str = Path(..., max_length=300), who: Caller = Depends(caller),
                  store: SqliteStore = Depends(get_store), access: Callable[[Principal], Access] = Depends(get_access),
-                 jobs: Jobs = Depends(get_jobs)) -> dict:
+                 jobs: Jobs = Depends(get_jobs)) -> DocumentDetailOut:
     """The document's provenance and the list of its chunks (passages) in order, with their section,
     pages and span. 404 when it does not exist or you may not read it (the two look the same)."""
     doc = store.get_document(doc_id)
     if doc is None or not _visible(access, who, doc):
         raise NotFound(_NO_DOC)
-    return {**_doc(jobs, doc, who), "chunks": [_chunk(c) for c in store.chunks(doc.id)]}
+    return DocumentDetailOut.of(doc, **_added(jobs, doc, who), chunks=store.chunks(doc.id))
 
 
 @router.get("/passages/{chunk_id}", response_model=PassageOut, responses=errors(401, 404),
@@ -195,7 +205,7 @@ def get_document(doc_id: str = Path(..., max_length=300), who: Caller = Depends(
 def get_passage(chunk_id: str = Path(..., max_length=300, description="as citations and hits give it; "
                                      "percent-encode it in the URL (chunk ids contain '#')"), who: Caller = Depends(caller),
                 store: SqliteStore = Depends(get_store),
-                access: Callable[[Principal], Access] = Depends(get_access)) -> dict:
+                access: Callable[[Principal], Access] = Depends(get_access)) -> PassageOut:
     """What a citation link opens, so the reader sees exactly where the quote sits: the passage, the
     text of its section around it (about 6000 characters at most, centred on the passage) and the
     neighbouring passages. Spans are offsets in the document's normalized text, as citations give them.
@@ -214,12 +224,9 @@ def get_passage(chunk_id: str = Path(..., max_length=300, description="as citati
         raise NotFound(_NO_PASSAGE)
     start, end = section_span(chunks, i)
     start, end = centred(start, end, chunk.start, chunk.end, CONTEXT_CHARS)
-    return {"chunk_id": chunk.id, "doc_id": doc.id, "title": doc.title, "uri": doc.uri, "doc_type": doc.doc_type,
-            "version": doc.version, "updated_at": doc.updated_at, "section": list(chunk.section),
-            "page_start": chunk.page_start, "page_end": chunk.page_end, "start": chunk.start, "end": chunk.end,
-            "text": chunk.text, "context": {"start": start, "end": end, "text": text[start:end]},
-            "previous_chunk_id": chunks[i - 1].id if i > 0 else None,
-            "next_chunk_id": chunks[i + 1].id if i + 1 < len(chunks) else None}
+    return PassageOut.of(chunk=chunk, doc=doc, context={"start": start, "end": end, "text": text[start:end]},
+                         previous_chunk_id=chunks[i - 1].id if i > 0 else None,
+                         next_chunk_id=chunks[i + 1].id if i + 1 < len(chunks) else None)
 
 
 def section_span(chunks: list[Chunk], i: int) -> tuple[int, int]:
@@ -262,7 +269,7 @@ def upload_document(file: UploadFile = File(..., description=f"one file: {', '.j
         act.target = doc.id
         act.detail = (f"{file.filename} as {doc.title!r} ({doc.doc_type}), acl {','.join(doc.acl) or 'default'}, "
                       f"{report['chunks']} chunks")
-    return {"document": _doc(jobs, doc, who), "report": report}
+    return {"document": DocumentOut.of(doc, **_added(jobs, doc, who)), "report": report}
 
 
 @router.delete("/documents/{doc_id}", response_model=DeletedOut, responses=errors(401, 403, 404, 409),

@@ -11,22 +11,16 @@ from ingest.keys import Caller, KeyInfo, KeyStore
 from api.deps import Lazy, admin, get_audit, get_keys
 from api.errors import Conflict
 from api.routes.admin import admin_for, audited
-from api.schemas import Strict, Text, errors
+from api.schemas import KeyInfoOut, Strict, Text, errors
 from evals.audit import AuditLog
 from ingest.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 
 
-class KeyOut(BaseModel):
-    key_id: str = Field(..., description="names the key in lists, the audit log and revocation; not a credential")
-    user: str | None = Field(..., description="the user id whose permissions apply (none: a service key)")
-    groups: list[str]
-    role: Literal["reader", "admin"]
-    created_at: str
-    revoked_at: str | None = Field(..., description="set once revoked: the key then gets 401")
-    last_used_at: str | None = Field(..., description="recorded at most once a minute")
-    note: str | None
+class KeyOut(KeyInfoOut):
+    computed = {"current": "whether the request was made with this key"}
+
     current: bool = Field(..., description="the key this request was made with")
 
 
@@ -45,11 +39,13 @@ class KeyIn(Strict):
 
 
 class KeyCreatedOut(KeyOut):
+    computed = {**KeyOut.computed, "key": "the secret, returned once"}
+
     key: str = Field(..., description="the API key itself: shown this once, only its hash is stored")
 
 
-def _out(info: KeyInfo, who: Caller) -> dict:
-    return {**info.to_dict(), "current": info.key_id == who.key_id}
+def _out(info: KeyInfo, who: Caller, **given: str) -> KeyOut:
+    return (KeyCreatedOut if given else KeyOut).of(info, current=info.key_id == who.key_id, **given)
 
 
 @router.get("/keys", response_model=KeyListOut, responses=errors(401, 403, 503), summary="List API keys (admin)")
@@ -63,20 +59,20 @@ def list_keys(who: Caller = Depends(admin), keys: KeyStore = Depends(get_keys),
 @router.post("/keys", status_code=201, response_model=KeyCreatedOut, responses=errors(400, 401, 403, 422, 503),
              summary="Create an API key (admin)")
 def create_key(body: KeyIn, who: Caller = Depends(admin_for("key.create")), keys: KeyStore = Depends(get_keys),
-               audit: Lazy[AuditLog] = Depends(get_audit)) -> dict:
+               audit: Lazy[AuditLog] = Depends(get_audit)) -> KeyOut:
     """The response holds the key (`lore_<id>_<secret>`) once: store it now, it cannot be shown again. The audit
     log records the new key's id, user, groups and role, never the key."""
     with audited(audit, who, "key.create", body.user) as act:
         key, info = keys.create(body.user, tuple(body.groups), body.role, body.note)
         act.target = info.key_id
         act.detail = f"user {info.user_id or '-'}, groups {','.join(info.groups) or '-'}, role {info.role}"
-    return {**_out(info, who), "key": key}
+    return _out(info, who, key=key)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut, responses=errors(401, 403, 404, 409, 503),
                summary="Revoke an API key (admin)")
 def revoke_key(key_id: str = Path(..., max_length=64), who: Caller = Depends(admin_for("key.revoke")),
-               keys: KeyStore = Depends(get_keys), audit: Lazy[AuditLog] = Depends(get_audit)) -> dict:
+               keys: KeyStore = Depends(get_keys), audit: Lazy[AuditLog] = Depends(get_audit)) -> KeyOut:
     """Requests with the key get 401 from now on; it stays listed (with `include_revoked`) for the record.
     Revoking a revoked key changes nothing. The key this request is made with is refused (409): that would
     sign you out at once; revoke it with another admin key, or with `lore keys revoke` on the server."""

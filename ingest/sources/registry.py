@@ -13,7 +13,7 @@ import builtins
 import json
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,9 +61,6 @@ class SourceConfig:
         if self.interval_s < 0:
             raise ConfigError(f"sync interval must be 0 (on demand) or more seconds, got {self.interval_s}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 class SourceRegistry:
     def __init__(self, path: str | Path) -> None:
@@ -79,7 +76,7 @@ class SourceRegistry:
         if self.find(cfg.name) is not None:
             raise ConfigError(f"a source named {cfg.name!r} exists; remove it first (lore sources rm {cfg.name}) "
                               "or pick another name")
-        stamped = SourceConfig(**{**cfg.to_dict(), "created_at": cfg.created_at or _now()})
+        stamped = replace(cfg, created_at=cfg.created_at or _now())
         with self._lock:
             self._db.execute("INSERT INTO sources VALUES (?,?,?,?,?,?,?,?)",
                              (stamped.name, stamped.kind, json.dumps(stamped.options), stamped.interval_s,
