@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -48,13 +49,14 @@ def _status(reg, name: str, max_failures: int) -> str:
 
 @sources_app.command("add")
 def add(name: str = typer.Argument(..., help="a short name: lowercase letters, digits, - and _"),
-        kind: str = typer.Option(..., "--kind", help="git or confluence"),
+        kind: str = typer.Option(..., "--kind", help="files, git or confluence"),
         repo: Optional[str] = typer.Option(None, "--repo", help="git: a local path or any URL git can reach"),
         branch: str = typer.Option("main", "--branch", help="git: the branch to follow"),
-        path: List[str] = typer.Option([], "--path", help="git: only these sub-paths (repeatable)"),
+        path: List[str] = typer.Option([], "--path", help="files: the files and folders (as `lore ingest` takes "
+                                       "them); git: only these sub-paths (repeatable)"),
         link: Optional[str] = typer.Option(None, "--link", help="git: web link template, e.g. "
                                            "https://git.example.com/{repo}/blob/{commit}/{path}"),
-        exclude: List[str] = typer.Option([], "--exclude", help="git: gitignore-style patterns to skip"),
+        exclude: List[str] = typer.Option([], "--exclude", help="files, git: gitignore-style patterns to skip"),
         url: Optional[str] = typer.Option(None, "--url", help="confluence: the site, e.g. https://acme.atlassian.net"),
         flavor: str = typer.Option("cloud", "--flavor", help="confluence: cloud or datacenter"),
         space: List[str] = typer.Option([], "--space", help="confluence: space keys to sync (repeatable)"),
@@ -72,7 +74,11 @@ def add(name: str = typer.Argument(..., help="a short name: lowercase letters, d
     _, reg = _registry(data_dir)
     options: dict = {}
     try:
-        if kind == "git":
+        if kind == "files":
+            if not path:
+                raise _missing("--path", "a files source needs the files or folders: --path /srv/policies")
+            options = {"paths": [os.path.abspath(Path(p).expanduser()) for p in path], "exclude": exclude}
+        elif kind == "git":
             if not repo:
                 raise _missing("--repo", "a git source needs the repository: --repo /srv/handbook or a URL")
             options = {"repo": repo, "branch": branch, "paths": path, "link": link, "exclude": exclude}

@@ -192,6 +192,10 @@ def build_source(s: Settings, cfg: SourceConfig) -> Source:
     """The configured source, with its credentials from LORE_SOURCES__TOKENS (never from the data dir)."""
     o = cfg.options
     match cfg.kind:
+        case "files":  # a saved `lore ingest`: the same documents, the settings' excludes too
+            from ingest.sources.files import FilesSource
+
+            return FilesSource(cfg.name, o["paths"], exclude=[*s.ingest.exclude, *(o.get("exclude") or ())])
         case "git":
             from ingest.sources.git import DEFAULT_LINK, GitSource
 

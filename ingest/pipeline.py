@@ -1,4 +1,8 @@
-"""The ingest pipeline: discover -> skip unchanged -> parse (overlapped) -> chunk -> embed -> store.
+"""The ingest pipeline: list a source -> skip unchanged -> parse (overlapped) -> chunk -> embed -> store.
+
+One engine for every source: `Ingestor.ingest(paths)` (`lore ingest`, uploads, ingest jobs) lists the files
+source (ingest/sources/files.py) and `ingest.sync.Syncer` lists any configured source; both plan with
+`Ingestor.plan` and store with the same batches, so a file's document is the same whichever way it came.
 
 Crash safety: new chunk vectors are written to Chroma first, then one SQLite transaction makes the
 version current, then the old version's vectors are deleted. A kill between steps leaves only vectors
@@ -19,17 +23,18 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ingest.chroma_store import ChunkStore
 from ingest.chunking import Chunker
-from ingest.discover import Candidate, confiner, discover, outside_roots
+from ingest.discover import Candidate
 from ingest.embedders import Embedder
-from ingest.errors import ConfigError, FileTooLarge, IngestError, StoreLocked, UnreadableFile
+from ingest.errors import ConfigError, IngestError, StoreLocked
 from ingest.formats import ZIP_EXPANSION, parse_file
-from ingest.sources.base import SourceItem
+from ingest.sources.base import Source, SourceItem, source_doc_id
+from ingest.sources.files import FILES, FilesSource, doc_id_for
 from ingest.sqlite_store import SqliteStore
 from ingest.titles import title_from_path
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, ParsedDoc, SourceDoc, validate_acl
@@ -43,6 +48,8 @@ _TYPE_RULES = (("incident", ("incident", "incidents", "postmortem", "postmortems
                ("policy", ("policy", "policies", "handbook")),
                ("spec", ("spec", "specs", "rfc", "rfcs", "design", "designs")))
 Event = Callable[[str, dict], None]
+Listed = tuple[SourceItem, "bytes | None"]  # an item as its source listed it, with its bytes if listing read them
+__all__ = ["FILES", "IngestReport", "Ingestor", "doc_id_for", "doc_type_for", "embed_text", "cache_key"]
 
 
 @dataclass
@@ -106,12 +113,6 @@ class _Batch:
     todo: list[str]  # cache keys of the texts the model embeds, in order
     texts: list[str]
     vectors: Future | None = None  # of embed_documents(texts)
-
-
-def doc_id_for(path: Path) -> str:
-    """Stable id from the file's absolute path: a readable slug plus a short hash."""
-    slug = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")[:48] or "doc"
-    return f"{slug}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 
 def doc_type_for(path: Path, front_matter: dict, explicit: str | None) -> str:
@@ -213,15 +214,19 @@ class Ingestor:
     def ingest(self, paths: Sequence[str | Path], doc_type: str | None = None, acl: Sequence[str] = (),
                exclude: Sequence[str] = (), confine: Sequence[str | Path] | None = None,
                owners: Sequence[str] = ()) -> IngestReport:
-        """`confine` (see `discover`) keeps the walk inside those folders; None follows links anywhere.
+        """Ingest files and folders: the files source listed file by file (one that cannot be read is
+        reported, the rest stored), under the source name `files`; documents under a folder walked
+        completely that it no longer lists are deleted, whoever stored them.
+        `confine` (see `discover`) keeps the walk inside those folders; None follows links anywhere.
         `owners` (--owner) replaces the documents' owners; without it, their front matter names them."""
         if doc_type is not None and doc_type not in DOC_TYPES:
             raise ConfigError(f"--doc-type {doc_type!r} is not one of {', '.join(DOC_TYPES)}")
         acl_tokens = validate_acl(list(acl))
+        src = FilesSource(FILES, paths, exclude=exclude, confine=confine, max_file_bytes=self.max_file_bytes)
         report = IngestReport()
         with self._locked():
             self.reconcile()
-            found = discover(paths, exclude, confine)  # bad patterns and paths fail before anything changes
+            found = src.scan()  # bad patterns and paths fail before anything changes
             self.store.set_dirty(True)
             for err in found.failures:
                 self._fail(report, err)
@@ -229,19 +234,61 @@ class Ingestor:
             for path in found.excluded:
                 self.on_event("excluded", {"path": str(path)})
             owner_tokens = tuple(dict.fromkeys(o.strip() for o in owners if o.strip()))
-            todo = self._plan(found.candidates, doc_type, acl_tokens, report, confiner(confine), owner_tokens)
+            todo = self.plan(src, _read_each(src, found.candidates), doc_type, acl_tokens, owner_tokens, report)
             self.on_event("plan", {"files": len(found.candidates), "todo": len(todo)})
             self._run(todo, doc_type, acl_tokens, report)
-            seen = {str(c.path) for c in found.candidates}
-            for root in found.roots:  # vanished or now excluded: both leave the knowledge base
-                for doc_id in self.store.doc_ids_under(str(root) + os.sep):
-                    doc = self.store.get_document(doc_id)
-                    if doc and doc.uri not in seen:
-                        self._remove(doc_id)
-                        report.deleted += 1
-                        self.on_event("deleted", {"doc_id": doc_id, "uri": doc.uri})
+            self.remove_unlisted(found.roots, {str(c.path) for c in found.candidates}, report)
             self.store.set_dirty(False)
         return report
+
+    def plan(self, source: Source, listed: Iterable[Listed | IngestError], doc_type: str | None, acl: tuple[str, ...],
+             owners: tuple[str, ...], report: IngestReport, stored: Mapping[str, tuple[SourceDoc, str]] | None = None,
+             fetch: Callable[[SourceItem], bytes] | None = None) -> list[tuple[_Pending, bytes]]:
+        """The listed items that are new or changed (content, pipeline, place, readers, owners), each with
+        its bytes (`fetch`ed when listing did not read them); unchanged ones are counted, failures reported.
+        `stored` holds the source's documents by external id (one query for a whole inventory); without
+        it each item's document is looked up by id, so a file stored by another files listing is found."""
+        fp = self._fingerprint(doc_type)
+        ident: Callable[[SourceItem], str] = (source.doc_id if isinstance(source, FilesSource)
+                                              else lambda item: source_doc_id(source.name, item.external_id))
+        todo: list[tuple[_Pending, bytes]] = []
+        seen: set[str] = set()
+        for entry in listed:
+            if isinstance(entry, IngestError):
+                self._fail(report, entry)
+                continue
+            item, data = entry
+            if item.external_id in seen:
+                continue
+            seen.add(item.external_id)
+            doc_id = ident(item)
+            prev = stored.get(item.external_id) if stored is not None else self._stored(doc_id)
+            if prev is not None and _unchanged(prev[0], prev[1], fp, item, acl, owners):
+                report.unchanged += 1
+                self.on_event("unchanged", {"path": item.path or item.name})
+                continue
+            if data is None:
+                try:
+                    data = fetch(item) if fetch is not None else b""
+                except IngestError as err:
+                    self._fail(report, err)
+                    continue
+            where = Path(item.path).parent / item.name if item.path else Path(item.name)  # the name picks the parser
+            todo.append((_Pending(Candidate(where, None), doc_id, item.version, len(data), 0.0, fp,
+                                  prev[0].acl if prev is not None else None, item=item, source=source.name,
+                                  owners=owners), data))
+        return todo
+
+    def remove_unlisted(self, roots: Iterable[Path], listed: set[str], report: IngestReport) -> None:
+        """Documents under folders walked completely whose files were not listed leave the knowledge base:
+        vanished or now excluded, whichever files listing stored them."""
+        for root in roots:
+            for doc_id in self.store.doc_ids_under(str(root) + os.sep):
+                doc = self.store.get_document(doc_id)
+                if doc and doc.uri not in listed:
+                    self._remove(doc_id)
+                    report.deleted += 1
+                    self.on_event("deleted", {"doc_id": doc_id, "uri": doc.uri})
 
     def remove(self, doc_id: str) -> SourceDoc:
         with self._locked():
@@ -300,36 +347,11 @@ class Ingestor:
         compared on their own, so an ingest without --acl never re-stores (and so never re-decides) them."""
         return "|".join([PARSER_VERSION, self.chunker.fingerprint, self.embedder.model_id, doc_type or ""])
 
-    def _plan(self, cands: Sequence[Candidate], doc_type: str | None, acl: tuple[str, ...],
-              report: IngestReport, inside: Callable[[Path], bool] | None = None,
-              owners: tuple[str, ...] = ()) -> list[tuple[_Pending, bytes]]:
-        fp = self._fingerprint(doc_type)
-        todo = []
-        for cand in cands:
-            try:
-                st = cand.path.stat()
-                if st.st_size > self.max_file_bytes:
-                    raise FileTooLarge(str(cand.path), f"is {st.st_size / 2**20:.1f} MiB, over the "
-                                       f"{self.max_file_bytes / 2**20:.0f} MiB limit; split it or raise LORE_INGEST__MAX_FILE_MB")
-                data = cand.path.read_bytes() if inside is None else _read_confined(cand.path, inside)
-            except IngestError as err:
-                self._fail(report, err)
-                continue
-            except OSError as exc:
-                self._fail(report, UnreadableFile(str(cand.path), f"cannot be read ({exc.strerror}); check permissions"))
-                continue
-            doc_id = doc_id_for(cand.path)
-            version = hashlib.sha256(data).hexdigest()
-            prev = self.store.fingerprint(doc_id)
-            stored = self.store.get_document(doc_id) if prev is not None else None
-            prev_acl = stored.acl if stored is not None else None
-            if (prev is not None and stored is not None and prev[0] == version and _same_pipeline(prev[1], fp)
-                    and acl in ((), prev_acl) and owners in ((), stored.owners)):
-                report.unchanged += 1
-                self.on_event("unchanged", {"path": str(cand.path)})
-                continue
-            todo.append((_Pending(cand, doc_id, version, len(data), st.st_mtime, fp, prev_acl, owners=owners), data))
-        return todo
+    def _stored(self, doc_id: str) -> tuple[SourceDoc, str] | None:
+        """A stored document with its pipeline fingerprint, by id."""
+        got = self.store.fingerprint(doc_id)
+        doc = self.store.get_document(doc_id) if got is not None else None
+        return (doc, got[1]) if got is not None and doc is not None else None
 
     def _parsed(self, todo: list[tuple[_Pending, bytes]]) -> Iterator[tuple[_Pending, ParsedDoc | IngestError]]:
         """Parse in a worker process, a few files ahead, while the caller embeds (overlap)."""
@@ -504,6 +526,26 @@ def _same_pipeline(stored: str, fp: str) -> bool:
     return stored == fp or stored.rsplit("|", 1)[0] == fp
 
 
+def _unchanged(doc: SourceDoc, fingerprint: str, fp: str, item: SourceItem, acl: tuple[str, ...],
+               owners: Sequence[str]) -> bool:
+    """Whether the stored document is what storing this item now would give: same content, pipeline and
+    place, and the readers and owners asked for (none asked for: the stored ones stay)."""
+    want_acl = item.acl or acl
+    want_owners = tuple(item.owners or owners)
+    return (doc.version == item.version and _same_pipeline(fingerprint, fp) and doc.uri == item.uri
+            and (not item.title or doc.title == item.title) and (not want_acl or doc.acl == want_acl)
+            and (not want_owners or doc.owners == want_owners))
+
+
+def _read_each(src: FilesSource, cands: Iterable[Candidate]) -> Iterator[Listed | IngestError]:
+    """Each found file with its bytes, read as the plan reaches it; or why it cannot be read."""
+    for cand in cands:
+        try:
+            yield src.read(cand)
+        except IngestError as err:
+            yield err
+
+
 def front_matter_acl(front_matter: dict, path: Path) -> tuple[str, ...] | None:
     """The readers a document names itself (`acl: group:hr`, `acl: [group:hr, user:ana]`), or None.
 
@@ -532,17 +574,6 @@ def readers(flag: tuple[str, ...], front_matter: tuple[str, ...] | None,
     if front_matter is not None:
         return front_matter
     return stored or ()
-
-
-def _read_confined(path: Path, inside: Callable[[Path], bool]) -> bytes:
-    """Read a file only if it still lies inside the confine folders: a file swapped for a link after the
-    walk is refused, and O_NOFOLLOW refuses a link swapped in between this check and the open."""
-    real = path.resolve(strict=True)
-    if not inside(real):
-        raise outside_roots(path)
-    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
 
 
 def embed_text(title: str, c: Chunk) -> str:

@@ -54,9 +54,14 @@ ALTER TABLE documents ADD COLUMN source TEXT NOT NULL DEFAULT '';
 ALTER TABLE documents ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX documents_source ON documents(source, external_id);
 """
+# migration 3: what folder ingest stored before it became the files source is the files source's
+# (ingest/sources/files.py): its ids already were the paths' ids, so only the labels change
+_FILES = """
+UPDATE documents SET source = 'files', external_id = uri WHERE source = '';
+"""
 DAMAGED = ("move it aside (keep it for a later restore) and ingest your documents again, or restore lore.db "
            "from a backup")
-SCHEMA = Schema("registry", (_SCHEMA, _OWNERS), DAMAGED)
+SCHEMA = Schema("registry", (_SCHEMA, _OWNERS, _FILES), DAMAGED)
 _DOC_COLS = ("doc_id, uri, title, doc_type, version, updated_at, ingested_at, acl, size, chunk_count, owners, source, "
              "external_id")
 _CHUNK_COLS = 'chunk_id, doc_id, version, ordinal, text, section, page_start, page_end, start, "end", content_hash, token_count'

@@ -7,35 +7,30 @@ unchanged ones cost only their line of the inventory. A source that cannot be li
 nothing, and one that lists nothing where documents are stored is refused (a broken listing must never
 empty the knowledge base). Each document is stored with ingest's crash safety, so a sync killed at any
 point and run again ends as one clean sync.
+
+The engine is ingest's own (`Ingestor.plan`, then its batches): `lore ingest` is the files source run
+through it. A files source shares its documents with `lore ingest` (a file's id is its path's), and a sync
+of it also removes the documents under its folders that it no longer lists, as `lore ingest` does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Sequence
 
-from ingest.discover import Candidate
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, IngestError
 from ingest.formats import format_of
-from ingest.pipeline import IngestReport, Ingestor, _Pending, _same_pipeline
-from ingest.sources.base import ItemUnavailable, Source, SourceError, SourceItem
+from ingest.pipeline import IngestReport, Ingestor
+from ingest.sources.base import ItemUnavailable, Source, SourceError, SourceItem, source_doc_id
+from ingest.sources.files import FILES, FilesSource
 from ingest.types import DOC_TYPES, validate_acl
 
 log = logging.getLogger(__name__)
-
-
-def source_doc_id(source: str, external_id: str) -> str:
-    """Stable id of a source's item: a readable slug of its id plus a hash of (source, id)."""
-    tail = external_id.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-    slug = re.sub(r"[^a-z0-9]+", "-", Path(tail).stem.lower()).strip("-")[:40] or "doc"
-    digest = hashlib.sha256(f"{source}\0{external_id}".encode()).hexdigest()[:12]
-    return f"{slug}-{digest}"
+__all__ = ["SyncReport", "Syncer", "source_doc_id"]
 
 
 def _now() -> str:
@@ -78,8 +73,12 @@ class Syncer:
         if doc_type is not None and doc_type not in DOC_TYPES:
             raise ConfigError(f"doc type {doc_type!r} is not one of {', '.join(DOC_TYPES)}")
         acl_tokens = validate_acl(list(acl), "source acl")
+        if source.name == FILES:
+            raise ConfigError(f"the source name {FILES!r} is kept for what `lore ingest` stores; remove this source "
+                              "and add it again under another name")
         report, t0 = SyncReport(source.name), time.monotonic()
         ing = self.ingestor
+        folders = source.folders() if isinstance(source, FilesSource) else []
         with ing._locked():
             ing.reconcile()
             try:
@@ -88,79 +87,47 @@ class Syncer:
                 return self._done(report, t0, f"the inventory could not be listed, so nothing changed: {exc}")
             stored = ing.store.source_documents(source.name)
             report.listed = len(items)
-            if not items and stored and not allow_empty:
-                return self._done(report, t0, f"{source.name} listed nothing where {len(stored)} documents are "
+            held = len(stored) or sum(len(ing.store.doc_ids_under(str(f) + os.sep)) for f in folders)
+            if not items and held and not allow_empty:
+                return self._done(report, t0, f"{source.name} listed nothing where {held} documents are "
                                   "stored, so nothing was deleted; check the source's settings and access, or "
                                   "sync with --allow-empty if it really is empty now")
             ing.store.set_dirty(True)
-            seen: set[str] = set()
-            todo: list[tuple[_Pending, bytes]] = []
-            fp = ing._fingerprint(doc_type)
-            for item in items:
-                if item.external_id in seen:
-                    continue
-                seen.add(item.external_id)
-                prev = stored.get(item.external_id)
-                if prev is not None and self._unchanged(prev[0], prev[1], fp, item, acl_tokens, owners):
-                    report.unchanged += 1
-                    continue
-                got = self._fetch(source, item, report)
-                if got is not None:
-                    todo.append((self._pending(source.name, item, got, fp, prev, owners), got))
             ingested = IngestReport()
+            # a files source looks documents up by id: one another files listing stored is the same document
+            todo = ing.plan(source, ((item, None) for item in items), doc_type, acl_tokens, tuple(owners), ingested,
+                            None if folders else stored, lambda item: self._fetch(source, item))
+            ing.on_event("plan", {"files": len(items), "todo": len(todo)})
             ing._run(todo, doc_type, acl_tokens, ingested)
+            seen = {item.external_id for item in items}
             for ext_id in sorted(set(stored) - seen):  # gone from the source: gone from the knowledge base
                 ing._remove(stored[ext_id][0].id)
-                report.deleted += 1
+                ingested.deleted += 1
                 ing.on_event("deleted", {"doc_id": stored[ext_id][0].id, "uri": stored[ext_id][0].uri})
+            ing.remove_unlisted(folders, {item.uri for item in items}, ingested)
             ing.store.set_dirty(False)
         report.added, report.updated, report.chunks = ingested.added, ingested.updated, ingested.chunks
+        report.unchanged, report.deleted = ingested.unchanged, ingested.deleted
         report.acl_changed = ingested.acl_changed
         report.failed += [{"item": f["path"], "reason": f["error"]} for f in ingested.failed]
         return self._done(report, t0)
 
     # -- steps ---------------------------------------------------------------------------------
-    @staticmethod
-    def _unchanged(doc, fingerprint: str, fp: str, item: SourceItem, acl: tuple[str, ...],
-                   owners: Sequence[str]) -> bool:
-        want_acl = item.acl or acl
-        want_owners = tuple(item.owners or owners)
-        return (doc.version == item.version and _same_pipeline(fingerprint, fp) and doc.uri == item.uri
-                and (not item.title or doc.title == item.title) and (not want_acl or doc.acl == want_acl)
-                and (not want_owners or doc.owners == want_owners))
-
-    def _fetch(self, source: Source, item: SourceItem, report: SyncReport) -> bytes | None:
+    def _fetch(self, source: Source, item: SourceItem) -> bytes:
+        """The item's bytes, or IngestError naming it and why not (the sync reports it and goes on)."""
         where = item.path or item.name
         if format_of(item.name) is None:
-            self._failed(report, where, f"{item.name} is not a format Lore reads; exclude it at the source")
-            return None
+            raise IngestError(where, f"{item.name} is not a format Lore reads; exclude it at the source")
         try:
             data = source.fetch(item)
         except ItemUnavailable as exc:
-            self._failed(report, where, exc.reason)
-            return None
+            raise IngestError(where, exc.reason) from None
         except SourceError as exc:
-            self._failed(report, where, str(exc))
-            return None
+            raise IngestError(where, str(exc)) from None
         if len(data) > self.ingestor.max_file_bytes:
-            self._failed(report, where, f"is {len(data) / 2**20:.1f} MiB, over the "
-                         f"{self.ingestor.max_file_bytes / 2**20:.0f} MiB limit (LORE_INGEST__MAX_FILE_MB)")
-            return None
+            raise IngestError(where, f"is {len(data) / 2**20:.1f} MiB, over the "
+                              f"{self.ingestor.max_file_bytes / 2**20:.0f} MiB limit (LORE_INGEST__MAX_FILE_MB)")
         return data
-
-    def _failed(self, report: SyncReport, where: str, reason: str) -> None:
-        report.failed.append({"item": where, "reason": reason})
-        log.warning("sync: skipped %s: %s", where, reason)
-        self.ingestor.on_event("failed", {"path": where, "error": reason})
-        return None
-
-    @staticmethod
-    def _pending(source: str, item: SourceItem, data: bytes, fp: str, prev, owners: Sequence[str]) -> _Pending:
-        doc_id = source_doc_id(source, item.external_id)
-        where = Path(item.path).parent / item.name if item.path else Path(item.name)  # the name picks the parser
-        return _Pending(Candidate(where, None), doc_id, item.version, len(data), 0.0, fp,
-                        prev[0].acl if prev is not None else None, item=item, source=source,
-                        owners=tuple(owners))
 
     @staticmethod
     def _done(report: SyncReport, t0: float, error: str | None = None) -> SyncReport:

@@ -11,7 +11,10 @@ its inventory completely raises `SourceUnavailable` and the sync changes nothing
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Iterator, Protocol
 
 from ingest.errors import LoreError
@@ -63,3 +66,12 @@ class Source(Protocol):
     def fetch(self, item: SourceItem) -> bytes:
         """The item's content at `item.version`; raises ItemUnavailable for this item alone."""
         ...
+
+
+def source_doc_id(source: str, external_id: str) -> str:
+    """Stable id of a source's item: a readable slug of its id plus a hash of (source, id). The files
+    source is the exception: a file's id comes from its path alone (`ingest.sources.files.doc_id_for`)."""
+    tail = external_id.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    slug = re.sub(r"[^a-z0-9]+", "-", PurePosixPath(tail).stem.lower()).strip("-")[:40] or "doc"
+    digest = hashlib.sha256(f"{source}\0{external_id}".encode()).hexdigest()[:12]
+    return f"{slug}-{digest}"

@@ -18,9 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ingest.errors import ConfigError, NotFound
+from ingest.sources.files import FILES
 from ingest.sqlite_db import Schema, connect
 
-KINDS = ("git", "confluence")
+KINDS = ("files", "git", "confluence")
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 KEEP_RUNS = 100  # reports kept per source
 _V1 = """
@@ -73,6 +74,8 @@ class SourceRegistry:
 
     # -- sources -----------------------------------------------------------------------------------
     def add(self, cfg: SourceConfig) -> SourceConfig:
+        if cfg.name == FILES:  # checked here, not in SourceConfig: a sources.db from before still lists its rows
+            raise ConfigError(f"the source name {FILES!r} is kept for what `lore ingest` stores; pick another name")
         if self.find(cfg.name) is not None:
             raise ConfigError(f"a source named {cfg.name!r} exists; remove it first (lore sources rm {cfg.name}) "
                               "or pick another name")

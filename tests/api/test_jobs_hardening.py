@@ -310,7 +310,7 @@ def test_ingest_job_skips_a_link_made_after_the_request_was_accepted(site, monke
 def test_a_file_swapped_for_a_link_after_the_walk_is_not_read(tmp_path, make_ingestor):
     """The read re-checks the confinement: a file replaced by a link out of the roots between the walk and
     the read is refused, not ingested."""
-    import ingest.pipeline as pipeline
+    import ingest.sources.files as pipeline  # the files source walks and reads for the ingest
 
     root, outside = tmp_path / "root", tmp_path / "outside"
     root.mkdir()

@@ -33,9 +33,10 @@ def test_a_registry_from_before_versions_is_migrated_and_still_answers(tmp_path,
     cols = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(documents)")]
     assert cols[-3:] == ["fingerprint", "text", "front_matter"]  # exactly the old table
     again = make_ingestor()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
     assert {d.id: (d.uri, d.version, d.acl, d.chunk_count) for d in again.store.documents()} == want
-    assert all(d.owners == () and d.source == "" for d in again.store.documents())
+    # folder ingest's documents belong to the files source (migration 3), by their paths
+    assert all(d.owners == () and d.source == "files" and d.external_id == d.uri for d in again.store.documents())
     hits = Retriever(again.store, again.vectors, again.embedder).search("PTO carry over", Principal(), top_k=3).hits
     assert hits and hits[0].doc.id in want
     assert again.ingest([corpus]).unchanged == len(want)  # an ingest after the migration changes nothing

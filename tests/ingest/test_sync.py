@@ -21,10 +21,11 @@ from tests.support.gitrepo import Repo, date
 
 
 def chunks_by_path(store, root: str = "") -> dict:
-    """Each document's chunks (text, section, span) keyed by its path below the corpus root."""
+    """Each document's chunks (text, section, span) keyed by its path below the corpus root (given a root),
+    else by its id in its source (a file's is its absolute path)."""
     out = {}
     for d in store.documents():
-        key = d.external_id or d.uri.split(root, 1)[-1].lstrip("/")
+        key = d.uri.split(root, 1)[-1].lstrip("/") if root else d.external_id
         out[key] = [(c.text, c.section, c.start, c.end) for c in store.chunks(d.id)]
     return out
 
