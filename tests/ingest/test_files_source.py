@@ -16,7 +16,7 @@ from ingest.errors import ConfigError
 from ingest.sources.files import FILES, FilesSource, doc_id_for
 from ingest.sources.registry import SourceConfig, SourceRegistry
 from ingest.sync import Syncer
-from tests.conftest import SAMPLES, snapshot
+from tests.support import SAMPLES, snapshot
 
 
 def as_before_the_seam(db_path) -> None:
