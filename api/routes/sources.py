@@ -28,7 +28,6 @@ class FailureOut(BaseModel):
 
 class SyncReportOut(CoreView):
     core = SyncReport
-    hidden = {"acl_changed": "not on /v1/sources' wire yet (a shape change: issue 17)"}
 
     source: str
     started_at: str
@@ -45,6 +44,8 @@ class SyncReportOut(CoreView):
     deleted: int = 0
     chunks: int = 0
     failed: list[FailureOut] = Field([], description="every item that could not be fetched or parsed")
+    acl_changed: list[dict] = Field([], description="documents whose readers this sync changed, each "
+                                    "{doc_id, path, from, to}")
 
 
 class SourceOut(CoreView):
@@ -52,7 +53,8 @@ class SourceOut(CoreView):
     computed = {"status": "from the source's runs", "last_sync": "its latest report", "last_success": "from its runs"}
 
     name: str
-    kind: Literal["git", "confluence"]
+    kind: Literal["files", "git", "confluence"] = Field(..., description="files sources are added with "
+                                                         "`lore sources add --kind files` on the server")
     options: dict = Field(..., description="kind-specific settings (repository and branch, site and spaces); "
                           "never credentials")
     interval_s: int = Field(..., description="seconds between scheduled syncs; 0 = on demand only")
@@ -72,7 +74,8 @@ class SourceListOut(BaseModel):
 
 class SourceIn(BaseModel):
     name: str = Field(..., max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    kind: Literal["git", "confluence"]
+    kind: Literal["git", "confluence"] = Field(..., description="a files source (a folder on the server) is "
+                                               "added with `lore sources add --kind files` there")
     options: dict = Field(..., description="git: repo, branch, paths, link, exclude; confluence: base_url, flavor "
                           "(cloud or datacenter), spaces, email. Credentials are settings (LORE_SOURCES__TOKENS)")
     interval_s: int = Field(3600, ge=0)

@@ -95,3 +95,21 @@ def test_the_scheduler_syncs_due_sources_and_skips_the_rest(server, tmp_path):
     assert syncs.tick() == []  # synced a moment ago
     cfg = syncs.registry.get("due")
     assert syncs.due(cfg, now=time.time() + 61)
+
+
+def test_a_files_source_added_on_the_server_is_listed_with_its_report(server, tmp_path):
+    """`lore sources add --kind files` is a server-side command; GET /v1/sources must still show the source
+    and its report (kind `files`, the ACL changes the sync made), and HTTP cannot add one."""
+    from ingest.sources.registry import SourceConfig
+
+    folder = tmp_path / "drive"
+    shutil.copytree(SAMPLES / "policies", folder)
+    server.services.syncs.registry.add(SourceConfig("drive", "files", {"paths": [str(folder)]}, 0, ("group:hr",), ()))
+    with server.client(server.keys["admin"]) as c:
+        assert c.post("/v1/sources/drive/sync").status_code == 202
+        got = wait(c, "drive")
+        assert got["kind"] == "files" and got["status"] == "ok", got
+        assert got["last_sync"]["added"] > 0 and got["last_sync"]["acl_changed"] == []
+        assert any(s["name"] == "drive" for s in c.get("/v1/sources").json()["sources"])
+        refused = c.post("/v1/sources", json={"name": "d2", "kind": "files", "options": {"paths": [str(folder)]}})
+        assert refused.status_code == 422
