@@ -25,7 +25,7 @@ from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, SourceDoc
 from ingest.access import Access
-from retriever.filters import doc_matches
+from ingest.access import doc_matches
 from retriever.search import RetrievalConfig, Retriever
 from ingest.access import Filters, Principal
 

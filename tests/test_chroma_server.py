@@ -1,47 +1,23 @@
 """LORE_CHROMA_URL: the same ingest against a real `chroma run` server on loopback."""
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from chroma_run import free_port, start_chroma, stop_chroma
 from conftest import snapshot
-
-CHROMA = str(Path(sys.executable).parent / "chroma")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture()
 def chroma_server(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen([CHROMA, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise AssertionError("chroma run did not start within 60 s")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
+    proc, url = start_chroma(tmp_path / "server")
+    yield url
+    stop_chroma(proc)
 
 
 def test_ingest_update_delete_against_chroma_server(tmp_path, corpus, embedder, chroma_server):
+    from ingest.access import Access, Filters, Scope
     from ingest.chroma_store import ChromaChunkStore
     from ingest.pipeline import Ingestor, doc_id_for
+    from ingest.types import DEFAULT_ACL_MARK
     from ingest.sqlite_store import SqliteStore
 
     ing = Ingestor(SqliteStore(tmp_path / "kb" / "lore.db"), ChromaChunkStore(embedder.model_id, url=chroma_server),
@@ -52,7 +28,8 @@ def test_ingest_update_delete_against_chroma_server(tmp_path, corpus, embedder, 
     assert snap["vector_ids"] == set(snap["chunks"])
     # a filtered query works on the server
     v = embedder.embed_query("how many requests per minute can an API key send?")
-    hits = ing.vectors.query(v, 3, where={"doc_type": "spec"})
+    anyone = Access(tuple(sorted({t for d in ing.store.documents() for t in d.acl} | {DEFAULT_ACL_MARK})))
+    hits = ing.vectors.query(v, 3, Scope(anyone, Filters(doc_types=("spec",))))
     assert hits and hits[0][0].startswith(doc_id_for(corpus / "specs" / "payments-api.md"))
     (corpus / "specs" / "payments-api.md").unlink()
     assert ing.ingest([corpus]).deleted == 1
@@ -64,6 +41,6 @@ def test_unreachable_server_is_a_clear_error(tmp_path, embedder):
     from ingest.errors import ConfigError, StoreError
 
     with pytest.raises(StoreError, match="LORE_CHROMA_URL"):
-        ChromaChunkStore(embedder.model_id, url=f"http://127.0.0.1:{_free_port()}").count()
+        ChromaChunkStore(embedder.model_id, url=f"http://127.0.0.1:{free_port()}").count()
     with pytest.raises(ConfigError, match="not a URL"):
         ChromaChunkStore(embedder.model_id, url="chroma:8000").count()

@@ -52,8 +52,7 @@ from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, SourceDoc
 from retriever import keyword_index as ki
-from ingest.access import Access
-from retriever.filters import sql_where
+from ingest.access import Access, Scope
 from retriever.keyword_index import KeywordAccelerator, KeywordIndex
 from retriever.search import RetrievalConfig, Retriever
 from ingest.access import Filters, Principal
@@ -82,13 +81,13 @@ def in_memory_backend(monkeypatch):
 
 def fts5(store: SqliteStore, query: str, access: Access, f: Filters = Filters(), doc_ids=None, k: int = 10_000,
          weights=(1.0, 1.0, 1.0)):
-    return store.keyword_search(query, k, weights, where=sql_where(access, f, doc_ids))
+    return store.keyword_search(query, k, weights, scope=Scope(access, f, doc_ids))
 
 
 def memory(store: SqliteStore, idx: KeywordIndex, query: str, access: Access, f: Filters = Filters(), doc_ids=None,
            k: int = 10_000):
     narrowed = doc_ids is not None or f.doc_types or f.updated_after or f.updated_before or f.metadata
-    allowed = idx.permitted(access, store.doc_ids_where(sql_where(access, f, doc_ids)) if narrowed else None)
+    allowed = idx.permitted(access, store.doc_ids_in(Scope(access, f, doc_ids)) if narrowed else None)
     return idx.search(query, k, allowed)
 
 
@@ -363,7 +362,7 @@ def test_corrupt_or_partial_saved_index_is_ignored_and_rebuilt(office_kb, monkey
     ing, _, folder = office_kb
     access = Access.for_principal(ANON, ("public",))
     q = "wifi password guest network parking"
-    want = KeywordAccelerator(ing.store, folder, mode="memory").search(q, 50, access)
+    want = KeywordAccelerator(ing.store, folder, mode="memory").search(q, 50, Scope(access))
     (saved,) = folder.iterdir()
     corrupt(saved)
     (folder / ".tmp-crashed").mkdir()  # a writer that died before renaming: never read
@@ -371,7 +370,7 @@ def test_corrupt_or_partial_saved_index_is_ignored_and_rebuilt(office_kb, monkey
     real = KeywordIndex.build
     monkeypatch.setattr(KeywordIndex, "build", classmethod(lambda cls, *a, **kw: builds.append(1) or real(*a, **kw)))
     acc = KeywordAccelerator(SqliteStore(ing.store.path), folder, mode="memory")
-    assert_same_ranking(acc.search(q, 50, access), want)
+    assert_same_ranking(acc.search(q, 50, Scope(access)), want)
     assert builds == [1] and acc.served == {"memory": 1}
     assert KeywordIndex.load(saved).generation == ing.store.generation()  # replaced by a sound one
 
@@ -409,10 +408,10 @@ def test_modes_auto_threshold_memory_and_fts5(office_kb):
     ing, _, folder = office_kb
     access = Access.for_principal(ANON, ("public",))
     small = KeywordAccelerator(ing.store, folder, mode="auto", min_chunks=10_000)
-    assert small.search("wifi", 10, access) is None and small.prepare() is None and not folder.exists()
-    assert KeywordAccelerator(ing.store, folder, mode="fts5").search("wifi", 10, access) is None
+    assert small.search("wifi", 10, Scope(access)) is None and small.prepare() is None and not folder.exists()
+    assert KeywordAccelerator(ing.store, folder, mode="fts5").search("wifi", 10, Scope(access)) is None
     big = KeywordAccelerator(ing.store, folder, mode="auto", min_chunks=1)
-    assert big.search("wifi", 10, access)
+    assert big.search("wifi", 10, Scope(access))
     with pytest.raises(ConfigError, match="auto, memory or fts5"):
         KeywordAccelerator(ing.store, folder, mode="lucene")
     with pytest.raises(ConfigError, match="field weights"):
@@ -530,7 +529,7 @@ def test_dense_check_uses_the_index_mask_not_sql_when_only_permissions_apply(cro
     mem.keyword_index.prepare()
     calls = []
     real = ing.store.permitted_chunks
-    monkeypatch.setattr(ing.store, "permitted_chunks", lambda ids, where=None: calls.append(1) or real(ids, where))
+    monkeypatch.setattr(ing.store, "permitted_chunks", lambda ids, scope=None: calls.append(1) or real(ids, scope))
     for p in (ANON, tr.ENG, Principal("fin", ("finance",))):
         assert ([h.chunk.id for h in mem.search(q, p, top_k=5, mode="dense").hits]
                 == [h.chunk.id for h in sql.search(q, p, top_k=5, mode="dense").hits])

@@ -22,8 +22,7 @@ from ingest.errors import ConfigError, InvalidInput
 from ingest.pipeline import Ingestor, doc_id_for
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DEFAULT_ACL_MARK
-from ingest.access import Access
-from retriever.filters import chroma_where, sql_where
+from ingest.access import Access, Scope
 from retriever.search import RetrievalConfig, Retriever
 from ingest.access import Filters, Principal
 
@@ -466,8 +465,8 @@ def test_hits_carry_full_provenance_and_stage_ranks(kb, embedder):
     assert d["query"] == q and {"embed", "dense", "keyword", "fuse", "total"} <= set(d["timings_ms"])
     depth = r.config.depth
     access = Access.for_principal(HR, r.default_acl)
-    dense = ing.vectors.query(embedder.embed_query(q), depth, where=chroma_where(access, Filters(), None))
-    keyword = ing.store.keyword_search(q, depth, where=sql_where(access, Filters(), None))
+    dense = ing.vectors.query(embedder.embed_query(q), depth, Scope(access))
+    keyword = ing.store.keyword_search(q, depth, scope=Scope(access))
     d_pos = {cid: (i + 1, s) for i, (cid, s) in enumerate(dense)}
     k_pos = {cid: (i + 1, s) for i, (cid, s) in enumerate(keyword)}
     scores = [h["score"] for h in d["hits"]]
@@ -544,7 +543,7 @@ def test_only_the_newest_version_is_returned(office):
     assert not old_ids & new_ids
 
     access = Access.for_principal(ANON, r.default_acl)
-    n_keyword = len(ing.store.keyword_search(WIFI_Q, 100, where=sql_where(access, Filters(), None)))
+    n_keyword = len(ing.store.keyword_search(WIFI_Q, 100, scope=Scope(access)))
     n_current = {"hybrid": len(ing.store.chunk_ids()), "dense": len(ing.store.chunk_ids()), "keyword": n_keyword}
     assert n_keyword >= 1
 

@@ -32,6 +32,7 @@ from evals.analytics.quantities import Quantity, quantities
 from evals.analytics.text import words
 from evals.audit import utc_iso
 from assistant.sentences import split_units
+from ingest.chroma_store import ChunkStore
 from ingest.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,8 @@ def conflicts_report(svc, limit: int = 50, cfg: ConflictConfig | None = None, ow
     documents (before `limit`), `by_owner` counts all of them."""
     cfg = cfg or ConflictConfig()
     generated = utc_iso(datetime.now(timezone.utc))
-    store, vectors = svc.store, svc.retriever.vectors
+    store = svc.store
+    vectors: ChunkStore = svc.retriever.vectors  # the stored vectors are compared: ChunkStore.get
     docs = {d.id: d for d in store.documents() if d.doc_type in cfg.doc_types}
     passages: list[tuple[str, str, str, str]] = []
     for doc_id in docs:
