@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Iterable
 
 from ingest.errors import ConfigError, InvalidInput
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, PUBLIC, SourceDoc
@@ -156,7 +157,8 @@ class Scope:
         if self.doc_ids is not None:
             object.__setattr__(self, "doc_ids", tuple(self.doc_ids))
 
-    def resolved(self, doc_ids) -> "Scope":
+    def resolved(self, doc_ids: Iterable[str]) -> "Scope":
+        """This scope with the id and path filters resolved to `doc_ids` (over readable documents)."""
         return replace(self, doc_ids=tuple(doc_ids))
 
     @property

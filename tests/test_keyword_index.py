@@ -323,7 +323,7 @@ def test_saved_index_is_loaded_by_a_new_retriever(office_kb, monkeypatch):
     ing, _, folder = office_kb
     first = KeywordAccelerator(ing.store, folder, mode="memory")
     q = "wifi password guest network"
-    want = first.search(q, 50, Access.for_principal(ANON, ("public",)))
+    want = first.search(q, 50, Scope(Access.for_principal(ANON, ("public",))))
     saved = list(folder.iterdir())
     assert len(saved) == 1 and saved[0].name.startswith(ing.store.store_id)
 
@@ -400,7 +400,7 @@ def test_index_of_another_registry_in_the_folder_is_not_used(office_kb, tmp_path
     while fresh.generation() < ing.store.generation():  # the same generation number as the saved index
         fresh.replace_document(doc, chunks[0].text, chunks, "fp")
     acc = KeywordAccelerator(fresh, folder, mode="memory")
-    assert acc.search("wifi", 10, Access.for_principal(ANON, ("public",))) == []
+    assert acc.search("wifi", 10, Scope(Access.for_principal(ANON, ("public",)))) == []
     assert acc.current().store_id == fresh.store_id
 
 
@@ -470,12 +470,12 @@ def test_a_one_shot_process_saves_its_background_build_before_exiting(office_kb)
     script = (
         "import sys; from pathlib import Path\n"
         "from ingest.sqlite_store import SqliteStore\n"
-        "from ingest.access import Access\n"
+        "from ingest.access import Access, Scope\n"
         "from retriever.keyword_index import KeywordAccelerator\n"
         "from ingest.access import Principal\n"
         f"acc = KeywordAccelerator(SqliteStore({str(ing.store.path)!r}), Path({str(folder)!r}), mode='memory',"
         " sync_max_chunks=0)\n"
-        "assert acc.search('wifi', 5, Access.for_principal(Principal(), ('public',))) is None\n"
+        "assert acc.search('wifi', 5, Scope(Access.for_principal(Principal(), ('public',)))) is None\n"
         "assert acc.served == {'fts5': 1}\n")
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", script], check=True, cwd=root, timeout=120)
