@@ -26,7 +26,7 @@ Built stores are cached under the data dir (default `.lore-bench/` under the cur
 when their manifest matches. Before timing, the in-memory keyword index is loaded or built
 (`KeywordAccelerator.prepare`; it is saved in the store's `keyword-index/`), as the settings or
 --keyword-index say; the report names the backend that answered the measured keyword searches. Per query the script times `Retriever.search` (wall, query embedding included),
-then `ChromaChunkStore.query(vec, 10, where=None)` with the same precomputed query vector (the bare baseline);
+then `ChromaChunkStore.query(vec, 10)` with the same precomputed query vector (the bare baseline);
 the same query with the ACL `where` runs in a separate pass afterwards (interleaved, its scans slowed the searches). It reports p50/p95 and per-stage medians from `SearchResult.timings_ms`
 (embed, dense, keyword, fuse; fuse split into hydrate and collapse). With --json the last stdout line is one
 JSON object (`p50_ms`, `p95_ms`, `chunks`, `bare_p50_ms`, ...; the 5k figures under "scifact").
@@ -448,10 +448,7 @@ def _instrument():
 def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], label: str,
             keyword_index: str | None = None) -> dict:
     from api.wiring import build_retriever
-    from ingest.types import DEFAULT_ACL_MARK
-    from ingest.access import Access
-    from retriever.filters import chroma_where
-    from ingest.access import Filters, Principal
+    from ingest.access import Access, Principal, Scope
 
     s = _settings(folder, models)
     if keyword_index:
@@ -465,12 +462,9 @@ def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], l
     ready_s = time.perf_counter() - t0
     principal = Principal(PRINCIPAL_USER, PRINCIPAL_GROUPS)
     access = Access.for_principal(principal, retriever.default_acl)
-    acl_where = chroma_where(access, Filters(), None)
+    readable_scope = Scope(access)  # what the principal may read: Chroma's ACL filter in the bare+acl pass
     docs, chunks = retriever.store.counts()
-    readable = retriever.store._db.execute(  # share of chunks the principal may read (selectivity)
-        "SELECT count(*) FROM chunks c JOIN documents d ON d.doc_id = c.doc_id WHERE "
-        f"EXISTS (SELECT 1 FROM doc_acl a WHERE a.doc_id = d.doc_id AND a.token IN ({','.join('?' * len(access.tokens))}))"
-        + (" OR d.acl = '[]'" if DEFAULT_ACL_MARK in access.tokens else ""), access.tokens).fetchone()[0]
+    readable = retriever.store.count_chunks(readable_scope)  # share of chunks the principal may read (selectivity)
     split = _instrument()
     vectors = retriever.vectors
     for q in warmup:
@@ -490,14 +484,14 @@ def measure(folder: Path, models: Path, queries: list[str], warmup: list[str], l
             for k, v in {**res.timings_ms, **split}.items():
                 stages.setdefault(k, []).append(v)
             t0 = time.perf_counter()
-            vectors.query(vec, TOP_K, where=None)
+            vectors.query(vec, TOP_K)
             bare.append((time.perf_counter() - t0) * 1000)
             bar.advance(task)
         # Chroma's own ACL filter in a pass of its own: its 300+ ms scans, run between searches, evict what
         # the searches keep warm and doubled their measured latency (docs/benchmarks.md)
         for vec in qvecs:
             t0 = time.perf_counter()
-            vectors.query(vec, TOP_K, where=acl_where)
+            vectors.query(vec, TOP_K, readable_scope)
             bare_acl.append((time.perf_counter() - t0) * 1000)
     p50, bare_p50 = _pct(wall, 0.5), _pct(bare, 0.5)
     served = {k: v - served_before.get(k, 0) for k, v in acc.served.items()

@@ -1,15 +1,18 @@
-"""Who is asking (Principal), what they narrow a search to (Filters), and the ACL tokens that admits (Access).
+"""Who is asking (Principal), what they narrow a search to (Filters), the ACL tokens that admits (Access),
+and all of it together for one search (Scope).
 
-The neutral permission and filter vocabulary: the stores below compile it into their own query language,
-the layers above pass it down unchanged.
+The neutral permission and filter vocabulary: the stores below compile a Scope into their own query
+language (`ingest.chroma_store.chroma_where`, `ingest.sqlite_store.scope_sql`), the layers above pass it
+down unchanged. `Scope.admits` is the same rule in Python: the last, fail-closed check on every hit.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Iterable
 
 from ingest.errors import ConfigError, InvalidInput
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, PUBLIC, SourceDoc
@@ -133,3 +136,70 @@ class Access:
         # a stored ACL that names the marker itself grants nothing through it: only an empty ACL does
         acl = tuple(t for t in doc.acl if t != DEFAULT_ACL_MARK) if doc.acl else (DEFAULT_ACL_MARK,)
         return bool(set(acl) & set(self.tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What one search may see: the reader's access, the filters, and the documents the id and path filters
+    resolved to over readable documents (`doc_ids`; None until resolved, () when they name none).
+
+    Resolved ids stand for the id and path filters (a path prefix has no Chroma operator), so a store
+    compiles `ids` and applies `path_prefix` only while unresolved.
+
+    >>> Scope(access, Filters(doc_types=("policy",)))  # admits the readable policies
+    """
+
+    access: Access
+    filters: Filters = field(default_factory=Filters)
+    doc_ids: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.doc_ids is not None:
+            object.__setattr__(self, "doc_ids", tuple(self.doc_ids))
+
+    def resolved(self, doc_ids: Iterable[str]) -> "Scope":
+        """This scope with the id and path filters resolved to `doc_ids` (over readable documents)."""
+        return replace(self, doc_ids=tuple(doc_ids))
+
+    @property
+    def ids(self) -> tuple[str, ...] | None:
+        """The document ids the scope is limited to, or None for no limit."""
+        if self.doc_ids is None:
+            return self.filters.doc_ids or None
+        if self.filters.doc_ids:  # resolved ids come from the id filter: this only guards a hand-made Scope
+            named = set(self.filters.doc_ids)
+            return tuple(d for d in self.doc_ids if d in named)
+        return self.doc_ids
+
+    @property
+    def path_prefix(self) -> str | None:
+        """The path filter while it is not resolved to ids."""
+        return self.filters.path_prefix if self.doc_ids is None else None
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether anything besides permissions restricts the scope."""
+        return self.doc_ids is not None or not self.filters.empty
+
+    def admits(self, doc: SourceDoc, front_matter: dict) -> bool:
+        """The last check before a hit is returned: permission and every filter, fail closed."""
+        return doc_matches(self.access, self.filters, doc, front_matter) and (
+            self.doc_ids is None or doc.id in self.doc_ids)
+
+
+def doc_matches(access: Access, f: Filters, doc: SourceDoc, front_matter: dict) -> bool:
+    """Permission and every filter over a registry row, in Python: what the stores' compiled filters mean."""
+    if not access.can_read(doc):
+        return False
+    if f.doc_types and doc.doc_type not in f.doc_types:
+        return False
+    if f.doc_ids and doc.id not in f.doc_ids:
+        return False
+    if f.path_prefix and not doc.uri.startswith(f.path_prefix):
+        return False
+    if f.updated_after or f.updated_before:
+        ts = datetime.fromisoformat(doc.updated_at)
+        if (f.updated_after and ts < f.updated_after) or (f.updated_before and ts > f.updated_before):
+            return False
+    return all(k in front_matter and front_matter[k] == v and type(front_matter[k]) is type(v)
+               for k, v in f.metadata)

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ingest.access import Scope
 from ingest.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,11 @@ _PAGE = 1000
 
 
 class ChunkStore(Protocol):
-    """Where chunk vectors live, keyed by chunk id, with filterable metadata.
+    """Where chunk vectors live, keyed by chunk id, with filterable metadata; `query` admits only what the
+    Scope admits (compiled by the store itself).
 
     >>> store.upsert(["c1"], vectors, [{"doc_id": "d1"}]); store.ids()  # -> {"c1"}
+    >>> store.query(vector, 10, Scope(access, Filters(doc_types=("policy",))))  # -> [("c1", 0.83)]
     """
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict]) -> None: ...
@@ -49,9 +52,33 @@ class ChunkStore(Protocol):
 
     def ids(self) -> set[str]: ...
 
-    def query(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float]]: ...
+    def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, dict]]: ...
+
+    def query(self, vector: np.ndarray, k: int, scope: Scope | None = None) -> list[tuple[str, float]]: ...
 
     def count(self) -> int: ...
+
+
+def chroma_where(scope: Scope) -> dict:
+    """The Chroma `where` for the chunks `scope` admits, over the metadata ingest writes (`acl` as a list, the
+    default-ACL marker for none; `doc_type`, `doc_id`, `updated_at` in epoch s, `fm_<key>`). Its `$eq` takes
+    1 and 1.0 for each other, so `query` re-checks a number filter's type on what Chroma returns."""
+    if scope.path_prefix:
+        raise ValueError("a path filter has no Chroma operator: resolve it to document ids first (Scope.resolved)")
+    f = scope.filters
+    acl = [{"acl": {"$contains": t}} for t in scope.access.tokens]
+    clauses: list[dict] = [acl[0] if len(acl) == 1 else {"$or": acl}]
+    if f.doc_types:
+        clauses.append({"doc_type": {"$in": list(f.doc_types)}})
+    if (ids := scope.ids) is not None:
+        clauses.append({"doc_id": {"$in": list(ids)}})
+    if f.updated_after:
+        clauses.append({"updated_at": {"$gte": int(f.updated_after.timestamp())}})
+    if f.updated_before:
+        clauses.append({"updated_at": {"$lte": int(f.updated_before.timestamp())}})
+    for k, v in f.metadata:
+        clauses.append({f"fm_{k}": {"$eq": v}})
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def collection_name(model_id: str) -> str:
@@ -78,6 +105,18 @@ class IndexHealth:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "damaged": self.damaged}
+
+
+def _numbers(scope: Scope | None) -> tuple[tuple[str, type], ...]:
+    """Chroma's `$eq` takes 1 and 1.0 for each other; a Scope does not (nor SQL, nor `Scope.admits`): the
+    front-matter keys with a number filter, and the type the stored value must have."""
+    if scope is None:
+        return ()
+    return tuple((f"fm_{k}", type(v)) for k, v in scope.filters.metadata if type(v) in (int, float))
+
+
+def _typed_ok(meta: dict | None, typed: tuple[tuple[str, type], ...]) -> bool:
+    return all(type((meta or {}).get(key)) is t for key, t in typed)
 
 
 def _unit(v) -> np.ndarray:
@@ -318,13 +357,25 @@ class ChromaChunkStore:
         return out
 
     @_reopening
-    def query(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float]]:
+    def query(self, vector: np.ndarray, k: int, scope: Scope | None = None) -> list[tuple[str, float]]:
+        """The k nearest chunks `scope` admits (None: every chunk), as (chunk id, cosine similarity)."""
+        where = chroma_where(scope) if scope is not None else None
+        if scope is not None and scope.ids == ():  # names no document (Chroma refuses an empty $in)
+            return []
         col, _ = self._cols()
         v = np.asarray(vector, dtype=np.float32)
-        res = col.query(query_embeddings=[v], n_results=k, where=where or None, include=["distances"])
-        hits = [(i, float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+        typed = _numbers(scope)
+        n = k
+        while True:  # more than k only while Chroma's $eq admits a number of the other type
+            res = col.query(query_embeddings=[v], n_results=n, where=where or None,
+                            include=["distances", "metadatas"] if typed else ["distances"])
+            keep = [r for r in range(len(res["ids"][0])) if not typed or _typed_ok(res["metadatas"][0][r], typed)]
+            if len(keep) >= k or len(res["ids"][0]) < n:
+                break
+            n *= 4
+        hits = [(res["ids"][0][r], float(res["distances"][0][r])) for r in keep]
         if where:  # group nodes match no filter: members are matched by their own metadata
-            hits = [h for h in hits if not h[0].startswith(GROUP)] + self._matching_members(v, where)
+            hits = [h for h in hits if not h[0].startswith(GROUP)] + self._matching_members(v, where, typed)
         elif any(i.startswith(GROUP) for i, _ in hits):
             hits = self._expand(hits, k)
         else:
@@ -355,11 +406,12 @@ class ChromaChunkStore:
             out += [(c, d) for c in sorted(members.get(i, ()))] if i.startswith(GROUP) else [(i, d)]
         return out
 
-    def _matching_members(self, v: np.ndarray, where: dict) -> list[tuple[str, float]]:
+    def _matching_members(self, v: np.ndarray, where: dict, typed: tuple = ()) -> list[tuple[str, float]]:
         _, dup = self._cols()
         if not dup.count():
             return []
-        pairs = [_split(r) for r in dup.get(where=where, include=[])["ids"]]
+        got = dup.get(where=where, include=["metadatas"] if typed else [])
+        pairs = [_split(r) for n, r in enumerate(got["ids"]) if not typed or _typed_ok(got["metadatas"][n], typed)]
         if not pairs:
             return []
         gvec = self._group_vectors({g for g, _ in pairs})

@@ -18,9 +18,10 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ingest.access import Scope
 from ingest.errors import DocumentNotFound, StoreError, sqlite_unusable
 from ingest.sqlite_db import Schema, migrate
-from ingest.types import Chunk, SourceDoc
+from ingest.types import DEFAULT_ACL_MARK, Chunk, SourceDoc
 
 SCHEMA_VERSION = 1  # the `meta` row of files from before migrations; ingest/sqlite_db.py counts now
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
@@ -78,6 +79,44 @@ def _chunk(row: sqlite3.Row) -> Chunk:
     return Chunk(id=row[0], doc_id=row[1], version=row[2], ordinal=row[3], text=row[4],
                  section=tuple(json.loads(row[5])), page_start=row[6], page_end=row[7],
                  start=row[8], end=row[9], content_hash=row[10], token_count=row[11])
+
+
+def scope_sql(scope: Scope | None) -> tuple[str, list]:
+    """The SQL condition over a `documents d` row admitting exactly what `scope` admits (None: every row)."""
+    if scope is None:
+        return "1", []
+    real = [t for t in scope.access.tokens if t != DEFAULT_ACL_MARK]
+    conds = [f"(EXISTS (SELECT 1 FROM doc_acl a WHERE a.doc_id = d.doc_id AND a.token IN ({','.join('?' * len(real))}))"
+             + (" OR d.acl = '[]')" if DEFAULT_ACL_MARK in scope.access.tokens else ")")]
+    params: list = list(real)
+    f = scope.filters
+    if f.doc_types:
+        conds.append(f"d.doc_type IN ({','.join('?' * len(f.doc_types))})")
+        params += list(f.doc_types)
+    if (ids := scope.ids) is not None:
+        conds.append(f"d.doc_id IN ({','.join('?' * len(ids))})" if ids else "0")
+        params += list(ids)
+    if scope.path_prefix:  # substr, not LIKE: LIKE ignores ASCII case and reads _ and % as wildcards
+        conds.append("substr(d.uri, 1, length(?)) = ?")
+        params += [scope.path_prefix, scope.path_prefix]
+    if f.updated_after:
+        conds.append("unixepoch(d.updated_at) >= ?")
+        params.append(int(f.updated_after.timestamp()))
+    if f.updated_before:
+        conds.append("unixepoch(d.updated_at) <= ?")
+        params.append(int(f.updated_before.timestamp()))
+    for k, v in f.metadata:  # SQLite says true = 1 = 1.0: compare the JSON type too, as Chroma does
+        jt = ("'true','false'" if isinstance(v, bool) else "'integer'" if isinstance(v, int)
+              else "'real'" if isinstance(v, float) else "'text'")
+        conds.append(f"json_type(d.front_matter, ?) IN ({jt}) AND json_extract(d.front_matter, ?) = ?")
+        params += [f"$.{k}", f"$.{k}", v]
+    return " AND ".join(conds), params
+
+
+def admitted_doc_ids(db: sqlite3.Connection, scope: Scope) -> list[str]:
+    """Ids of the documents `scope` admits, read through `db` (a registry connection, in its snapshot)."""
+    cond, params = scope_sql(scope)
+    return [r[0] for r in db.execute(f"SELECT d.doc_id FROM documents d WHERE {cond}", params)]
 
 
 def _translated(cls):
@@ -216,9 +255,9 @@ class SqliteStore:
             out.update((r[0], _chunk(r)) for r in self._db.execute(q, part))
         return out
 
-    def permitted_chunks(self, chunk_ids: Sequence[str], where: tuple[str, list] | None = None) -> set[str]:
-        """The ids among `chunk_ids` that are current and whose document row `d` meets `where`."""
-        cond, params = where or ("1", [])
+    def permitted_chunks(self, chunk_ids: Sequence[str], scope: Scope | None = None) -> set[str]:
+        """The ids among `chunk_ids` that are current and whose document `scope` admits (None: any)."""
+        cond, params = scope_sql(scope)
         out: set[str] = set()
         ids = list(chunk_ids)
         for i in range(0, len(ids), 500):
@@ -230,6 +269,12 @@ class SqliteStore:
 
     def chunk_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT chunk_id FROM chunks")}
+
+    def count_chunks(self, scope: Scope) -> int:
+        """How many current chunks `scope` admits."""
+        cond, params = scope_sql(scope)
+        return self._db.execute("SELECT count(*) FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
+                                f"WHERE {cond}", params).fetchone()[0]
 
     def counts(self) -> tuple[int, int]:
         d = self._db.execute("SELECT count(*) FROM documents").fetchone()[0]
@@ -278,18 +323,18 @@ class SqliteStore:
 
     # -- keyword index -----------------------------------------------------------------------------
     def keyword_search(self, query: str, k: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                       where: tuple[str, list] | None = None) -> list[tuple[str, float]]:
+                       scope: Scope | None = None) -> list[tuple[str, float]]:
         """BM25 over title, section path and body; returns (chunk_id, score), best first.
 
-        `where` is an SQL condition over the chunk's document row `d` (permissions and filters), applied
-        inside the search so `k` hits come back whenever `k` permitted ones exist.
+        Only chunks `scope` admits (None: every chunk), filtered inside the search so `k` hits come back
+        whenever `k` admitted ones exist.
         """
         from ingest.keywords import fts_match
 
         match = fts_match(query)
         if match is None:
             return []
-        cond, params = where or ("1", [])
+        cond, params = scope_sql(scope)
         rows = self._db.execute(
             "SELECT c.chunk_id, -bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts "
             "JOIN chunks c ON c.rowid = chunks_fts.rowid JOIN documents d ON d.doc_id = c.doc_id "
@@ -297,10 +342,9 @@ class SqliteStore:
             (*weights, match, *params, k)).fetchall()
         return [(r[0], float(r[1])) for r in rows]
 
-    def doc_ids_where(self, where: tuple[str, list]) -> list[str]:
-        """Ids of the documents whose row `d` meets `where` (the keyword search's condition)."""
-        cond, params = where
-        return [r[0] for r in self._db.execute(f"SELECT d.doc_id FROM documents d WHERE {cond}", params)]
+    def doc_ids_in(self, scope: Scope) -> list[str]:
+        """Ids of the documents `scope` admits."""
+        return admitted_doc_ids(self._db, scope)
 
     @contextmanager
     def keyword_corpus(self) -> Iterator["KeywordCorpus"]:

@@ -12,19 +12,15 @@ exactly the scores BM25 would give if the registry held only what it may read; w
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
-from pathlib import Path
 
 import numpy as np
 
-from ingest.errors import sqlite_unusable
-from ingest.sqlite_store import DAMAGED, SqliteStore, fts_tokens
-from ingest.access import Access
-from retriever.filters import acl_where
+from ingest.access import Scope
+from ingest.fts_postings import FtsPostings, PostingsSnapshot
+from ingest.sqlite_store import SqliteStore, fts_tokens
 
 K1, B = 1.2, 0.75  # FTS5's bm25() constants
-_COLS = {"title": 0, "section": 1, "body": 2}  # chunks_fts's columns, in bm25()'s weight order
 
 
 def idf(df, n: int) -> np.ndarray:
@@ -42,73 +38,45 @@ def contributions(tf: np.ndarray, dl: np.ndarray, term_idf, avgdl: float) -> np.
     return term_idf * ((tf * (K1 + 1.0)) / (tf + K1 * (1 - B + B * np.asarray(dl, np.float64) / avgdl)))
 
 
-def _varints(blob: bytes) -> int:
-    """Sum of the varints of an FTS5 docsize record (SQLite's varints: 7 bits a byte, high bits first):
-    the row's tokens over all columns."""
-    total = value = 0
-    for byte in blob:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            total, value = total + value, 0
-    return total
-
-
 class ReaderFts:
     """Keyword search over FTS5's postings scored with the reader's statistics; the in-memory index's twin.
 
-    Reads through its own read-only connection, one snapshot per search. Per registry generation it
-    keeps every row's document and length (one pass over `chunks` and FTS5's docsize table); per search
-    it reads the readable and matching documents (SQL over `documents`) and each query term's
-    occurrences (`fts5vocab`), so its cost grows with the term's postings, as FTS5's own bm25() does.
+    Reads one registry snapshot per search (`ingest.fts_postings`). Per registry generation it keeps every
+    row's document and length; per search it reads the documents the scope admits (the store compiles
+    the Scope) and each query term's occurrences, so its cost grows with the term's postings, as FTS5's
+    own bm25() does.
     """
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
-        self._db: sqlite3.Connection | None = None
+        self._postings = FtsPostings(store.path)
         self._rows: tuple | None = None  # ((generation, store id), rowids sorted, doc position per row, length, doc ids)
         self._lock = threading.Lock()
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = sqlite3.connect(f"{Path(self.store.path).absolute().as_uri()}?mode=ro", uri=True,
-                                 check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("CREATE VIRTUAL TABLE temp.lore_vocab USING fts5vocab(main, chunks_fts, instance)")
-            self._db = db
-        return self._db
-
-    def search(self, query_terms: list[str], k: int, weights: tuple[float, float, float], access: Access,
-               where: tuple[str, list] | None) -> list[tuple[str, float]]:
-        """The k best chunks the reader may read that meet `where` (None: permissions only), best first."""
+    def search(self, query_terms: list[str], k: int, weights: tuple[float, float, float],
+               scope: Scope) -> list[tuple[str, float]]:
+        """The k best chunks `scope` admits, scored over the chunks its access reads, best first."""
         phrases = [t for t in fts_tokens(query_terms) if t]
         if not phrases:
             return []
-        with self._lock:
-            try:
-                db = self._connect()
-                db.execute("BEGIN")
-                try:
-                    return self._search(db, phrases, k, np.asarray(weights, np.float64), access, where)
-                finally:
-                    db.execute("ROLLBACK")
-            except sqlite3.Error as exc:  # a damaged or unreadable lore.db: a storage error (503 / exit 5)
-                self._db = None
-                raise sqlite_unusable(self.store.path, exc, DAMAGED) from exc
+        with self._lock, self._postings.snapshot() as snap:
+            return self._search(snap, phrases, k, np.asarray(weights, np.float64), scope)
 
-    def _search(self, db, phrases, k, weights, access, where) -> list[tuple[str, float]]:
-        gen = tuple(r[0] for r in db.execute("SELECT value FROM meta WHERE key IN ('store_id', 'generation') ORDER BY key"))
+    def _search(self, snap: PostingsSnapshot, phrases, k, weights, scope: Scope) -> list[tuple[str, float]]:
+        gen = snap.state()
         if self._rows is None or self._rows[0] != gen:
-            self._rows = (gen, *self._read_rows(db))
+            self._rows = (gen, *snap.rows())
         _, rowids, doc_of, dl, doc_ids = self._rows
-        readable = self._row_mask(db, acl_where(access), doc_ids, doc_of)
+        readable = self._row_mask(snap.admitted(Scope(scope.access)), doc_ids, doc_of)
         n = int(readable.sum())
         if not n:
             return []
-        allowed = readable if where is None else readable & self._row_mask(db, where, doc_ids, doc_of)
+        allowed = readable & self._row_mask(snap.admitted(scope), doc_ids, doc_of) if scope.narrowed else readable
         avgdl = float(dl[readable].sum()) / n
         acc = np.zeros(len(rowids))
         hit = np.zeros(len(rowids), bool)
         for phrase in phrases:
-            rows, cols = self._occurrences(db, phrase)
+            rows, cols = self._occurrences(snap, phrase)
             pos = np.searchsorted(rowids, rows)
             ok = (pos < len(rowids)) & (rowids[np.minimum(pos, len(rowids) - 1)] == rows)
             pos, cols = pos[ok], cols[ok]
@@ -122,44 +90,22 @@ class ReaderFts:
         if len(cand) > k:
             cand = cand[np.argpartition(-acc[cand], k - 1)[:k]]
         cand = cand[np.lexsort((cand, -acc[cand]))]
-        ids = self._chunk_ids(db, rowids[cand].tolist())
+        ids = snap.chunk_ids(rowids[cand].tolist())
         return [(ids[int(r)], float(acc[i])) for r, i in zip(rowids[cand], cand)]
 
     @staticmethod
-    def _read_rows(db) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-        rows = db.execute("SELECT c.rowid, c.doc_id, s.sz FROM chunks c JOIN chunks_fts_docsize s ON s.id = c.rowid "
-                          "ORDER BY c.rowid").fetchall()
-        doc_pos: dict[str, int] = {}
-        doc_of = np.fromiter((doc_pos.setdefault(r[1], len(doc_pos)) for r in rows), np.int64, len(rows))
-        dl = np.fromiter((_varints(r[2]) for r in rows), np.float64, len(rows))
-        return np.fromiter((r[0] for r in rows), np.int64, len(rows)), doc_of, dl, list(doc_pos)
-
-    @staticmethod
-    def _row_mask(db, where: tuple[str, list], doc_ids: list[str], doc_of: np.ndarray) -> np.ndarray:
-        cond, params = where
-        ok = {r[0] for r in db.execute(f"SELECT d.doc_id FROM documents d WHERE {cond}", params)}
+    def _row_mask(ok: set[str], doc_ids: list[str], doc_of: np.ndarray) -> np.ndarray:
         return np.array([d in ok for d in doc_ids] + [False], bool)[doc_of]
 
     @staticmethod
-    def _occurrences(db, phrase: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def _occurrences(snap: PostingsSnapshot, phrase: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """(rowid, column) of every occurrence of the phrase: its tokens at consecutive offsets in one column."""
-        got = db.execute("SELECT doc, col, offset FROM temp.lore_vocab WHERE term = ?", (phrase[0],)).fetchall()
+        got = snap.occurrences(phrase[0])
         if len(phrase) > 1:
-            rest = [set(db.execute("SELECT doc, col, offset FROM temp.lore_vocab WHERE term = ?", (t,)).fetchall())
-                    for t in phrase[1:]]
+            rest = [set(snap.occurrences(t)) for t in phrase[1:]]
             got = [(d, c, o) for d, c, o in got if all((d, c, o + j) in s for j, s in enumerate(rest, 1))]
         return (np.fromiter((g[0] for g in got), np.int64, len(got)),
-                np.fromiter((_COLS[g[1]] for g in got), np.int64, len(got)))
-
-    @staticmethod
-    def _chunk_ids(db, rowids: list[int]) -> dict[int, str]:
-        out: dict[int, str] = {}
-        for i in range(0, len(rowids), 500):
-            part = rowids[i:i + 500]
-            out.update(db.execute(f"SELECT rowid, chunk_id FROM chunks WHERE rowid IN ({','.join('?' * len(part))})", part))
-        return out
+                np.fromiter((g[1] for g in got), np.int64, len(got)))
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._postings.close()

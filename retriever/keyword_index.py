@@ -32,7 +32,7 @@ from ingest.keywords import query_terms
 from ingest.types import DEFAULT_ACL_MARK
 from ingest.sqlite_store import SqliteStore, fts_tokens
 from retriever.bm25 import contributions, idf
-from ingest.access import Access
+from ingest.access import Access, Scope
 
 log = logging.getLogger(__name__)
 Mode = Literal["auto", "memory", "fts5"]
@@ -343,18 +343,18 @@ class KeywordAccelerator:
         self._thread: threading.Thread | None = None
         self._skip: int | None = None  # a generation not to index: below min_chunks in auto mode, or a failed build
 
-    def search(self, query: str, k: int, access: Access,
-               where: tuple[str, list] | None = None) -> list[tuple[str, float]] | None:
-        """The k best permitted chunks, scored with the principal's statistics, or None: answer with FTS5
-        (index stale or building, or a phrase).
+    def search(self, query: str, k: int, scope: Scope) -> list[tuple[str, float]] | None:
+        """The k best chunks `scope` admits, scored with the statistics of what its access reads, or None:
+        answer with FTS5 (index stale or building, or a phrase).
 
-        `where` is the keyword search's SQL condition when filters other than permissions narrow it.
+        Permissions are the index's own mask; filters beyond them come from the registry as the documents
+        the scope admits (the store compiles the Scope).
         """
         idx = self.current()
         got = None
         if idx is not None:
-            readable = idx.permitted(access)
-            allowed = readable if where is None else idx.permitted(access, self.store.doc_ids_where(where))
+            readable = idx.permitted(scope.access)
+            allowed = idx.permitted(scope.access, self.store.doc_ids_in(scope)) if scope.narrowed else readable
             got = idx.search(query, k, allowed, readable)
         self.served["memory" if got is not None else "fts5"] += 1
         return got

@@ -17,11 +17,9 @@ from ingest.sqlite_store import SqliteStore
 from ingest.types import PUBLIC
 from retriever.dedupe import collapse
 from retriever.bm25 import ReaderFts
-from ingest.access import Access
-from retriever.filters import chroma_where, doc_matches, scope_where, sql_where
+from ingest.access import Access, Filters, Principal, Scope
 from retriever.fusion import fuse
 from retriever.keyword_index import KeywordAccelerator
-from ingest.access import Filters, Principal
 from retriever.types import Hit, SearchResult
 
 log = logging.getLogger(__name__)
@@ -87,30 +85,29 @@ class Retriever:
             raise InvalidInput(f"top_k must be at least 1, got {top_k}")
         if mode not in ("hybrid", "dense", "keyword"):
             raise InvalidInput(f"search mode {mode!r} is not one of hybrid, dense, keyword")
-        f = filters or Filters()
-        access = Access.for_principal(principal, self.default_acl)
+        scope = Scope(Access.for_principal(principal, self.default_acl), filters or Filters())
         t: dict[str, float] = {}
         t0 = time.perf_counter()
-        doc_ids = self._resolve_doc_ids(f, access)
+        scope = self._resolve_doc_ids(scope)
         depth = max(self.config.depth, top_k * 2)
         dense: list[tuple[str, float]] = []
         keyword: list[tuple[str, float]] = []
-        if doc_ids != ():
+        if scope.doc_ids != ():
             if mode in ("hybrid", "dense"):
                 t1 = time.perf_counter()
                 vec = self.embedder.embed_query(query)
                 t["embed"] = time.perf_counter() - t1
                 t1 = time.perf_counter()
-                dense = self._dense(vec, depth, access, f, doc_ids)
+                dense = self._dense(vec, depth, scope)
                 t["dense"] = time.perf_counter() - t1
             if mode in ("hybrid", "keyword"):
                 t1 = time.perf_counter()
-                keyword = self._keyword(query, depth, access, f, doc_ids)
+                keyword = self._keyword(query, depth, scope)
                 t["keyword"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         fused = fuse(dense, keyword, self.config.fusion, self.config.dense_weight, self.config.rrf_k)
         need = max(top_k, self.config.rerank_depth) if self.reranker is not None else top_k
-        hits = self._hydrate_collapsed(fused, dense, keyword, access, f, need)
+        hits = self._hydrate_collapsed(fused, dense, keyword, scope, need)
         t["fuse"] = time.perf_counter() - t1
         if self.reranker is not None and hits:
             t1 = time.perf_counter()
@@ -122,7 +119,7 @@ class Retriever:
         return SearchResult(query, tuple(hits), {k: round(v * 1000, 2) for k, v in t.items()})
 
     # -- steps ---------------------------------------------------------------------------------
-    def _dense(self, vec, depth: int, access: Access, f: Filters, doc_ids) -> list[tuple[str, float]]:
+    def _dense(self, vec, depth: int, scope: Scope) -> list[tuple[str, float]]:
         """The `depth` nearest current chunks the principal may read and the filters admit.
 
         Two exact strategies, chosen per query (FILTERS.md): an over-fetch of the unfiltered neighbours
@@ -131,15 +128,14 @@ class Retriever:
         candidate slot, and a superseded vector (an ingest in flight, or a crash before reconcile) never
         does. Both return the same chunks, up to the index's approximation.
         """
-        where = sql_where(access, f, doc_ids)
-        if doc_ids is None:
-            readable, share = self._readable_check(access, f, where)
+        if scope.doc_ids is None:
+            readable, share = self._readable_check(scope)
             # with the exact readable share (the keyword index's mask) fetch what should hold `depth`
             # readable neighbours with a margin; without it, a fixed over-fetch
             want = OVERFETCH * depth if share is None else int(SHARE_MARGIN * depth / max(share, 1e-9))
             n = min(max(want, depth), MAX_OVERFETCH)
             for _ in range(2):
-                got = self.vectors.query(vec, n, where=None)
+                got = self.vectors.query(vec, n)
                 ok = readable([c for c, _ in got])
                 dense = [(c, s) for c, s in got if c in ok]
                 if len(dense) >= depth or len(got) < n:
@@ -149,57 +145,57 @@ class Retriever:
                 if want > MAX_OVERFETCH or n >= MAX_OVERFETCH:
                     break
                 n = max(want, 2 * n)
-        cwhere = chroma_where(access, f, doc_ids)
         n = depth
         while True:
-            got = self.vectors.query(vec, n, where=cwhere)
-            live = self.store.permitted_chunks([c for c, _ in got], where)
+            got = self.vectors.query(vec, n, scope)
+            live = self.store.permitted_chunks([c for c, _ in got], scope)
             dense = [(c, s) for c, s in got if c in live]
             if len(got) < n or len(dense) >= depth or n >= 16 * depth:
                 return dense[:depth]
             n *= 4
 
-    def _readable_check(self, access: Access, f: Filters, where: tuple[str, list]):  # doc_ids is None here
+    def _readable_check(self, scope: Scope):  # scope.doc_ids is None here
         """(ids -> the current, permitted, matching ones; the share of chunks readable, when known).
 
         With no filter beyond permissions and a current keyword index this is a lookup in the index's
         permission mask (the same rule, FILTERS.md), whose share is exact; otherwise one SQL query over
         the registry, share unknown."""
-        narrowed = _narrowed(f, None)
-        idx = self.keyword_index.current() if self.keyword_index is not None and not narrowed else None
+        idx = self.keyword_index.current() if self.keyword_index is not None and not scope.narrowed else None
         if idx is None:
-            return (lambda ids: self.store.permitted_chunks(ids, where)), None
-        allowed = idx.permitted(access)
+            return (lambda ids: self.store.permitted_chunks(ids, scope)), None
+        allowed = idx.permitted(scope.access)
 
         def check(ids: list[str]) -> set[str]:
             pos = idx.positions(ids)
             return {c for c, p in zip(ids, pos) if p >= 0 and allowed[p]}
         return check, np.count_nonzero(allowed) / max(len(allowed), 1)
 
-    def _keyword(self, query: str, depth: int, access: Access, f: Filters, doc_ids) -> list[tuple[str, float]]:
+    def _keyword(self, query: str, depth: int, scope: Scope) -> list[tuple[str, float]]:
         """BM25 over permitted, matching chunks with the reader's statistics (retriever/bm25.py): the
         in-memory index while it is current, else FTS5's postings.
 
         Both apply the same condition before choosing the top `depth` (FILTERS.md), so both fill it.
         """
-        where = sql_where(access, f, doc_ids) if _narrowed(f, doc_ids) else None
         if self.keyword_index is not None:
-            got = self.keyword_index.search(query, depth, access, where)
+            got = self.keyword_index.search(query, depth, scope)
             if got is not None:
                 return got
-        return self._fts.search(query_terms(query), depth, self.config.field_weights, access, where)
+        return self._fts.search(query_terms(query), depth, self.config.field_weights, scope)
 
-    def _resolve_doc_ids(self, f: Filters, access: Access) -> tuple[str, ...] | None:
-        """Doc-id restriction from the id and path filters: None = unrestricted, () = nothing.
+    def _resolve_doc_ids(self, scope: Scope) -> Scope:
+        """The scope with the id and path filters resolved to doc ids (`doc_ids`: None = unrestricted,
+        () = nothing).
 
         Resolved over the documents the principal may read (FILTERS.md): a filter that names only hidden
         documents resolves to (), exactly as one naming none, and neither search runs, so the answer and
         the time it takes are those of a miss."""
+        f = scope.filters
         if not f.doc_ids and not f.path_prefix:
-            return None
-        return tuple(sorted(self.store.doc_ids_where(scope_where(access, f))))
+            return scope
+        named = Scope(scope.access, Filters(doc_ids=f.doc_ids, path_prefix=f.path_prefix))
+        return scope.resolved(sorted(self.store.doc_ids_in(named)))
 
-    def _hydrate_collapsed(self, fused, dense, keyword, access: Access, f: Filters, need: int) -> list[Hit]:
+    def _hydrate_collapsed(self, fused, dense, keyword, scope: Scope, need: int) -> list[Hit]:
         """The best `need` distinct passages: hydrated window by window, near-duplicates collapsed.
 
         Candidates after the window that filled `need` are not read; duplicates of kept passages are
@@ -208,13 +204,13 @@ class Retriever:
         window = max(3 * need, 30)
         hits: list[Hit] = []
         for start in range(0, len(fused), window):
-            hits += self._hydrate(fused[start:start + window], dense, keyword, access, f)
+            hits += self._hydrate(fused[start:start + window], dense, keyword, scope)
             kept = collapse(hits, self.config.dedup_threshold, keep=need)
             if len(kept) >= need:
                 return kept
         return collapse(hits, self.config.dedup_threshold, keep=need)
 
-    def _hydrate(self, fused: list[tuple[str, float]], dense, keyword, access: Access, f: Filters) -> list[Hit]:
+    def _hydrate(self, fused: list[tuple[str, float]], dense, keyword, scope: Scope) -> list[Hit]:
         """Chunks and documents from the registry (the current version only), checked once more."""
         ids = [cid for cid, _ in fused]
         chunks = self.store.get_chunks(ids)  # a vector of a superseded version has no row: dropped
@@ -227,7 +223,7 @@ class Retriever:
             if chunk is None or chunk.doc_id not in docs:
                 continue
             doc, fm = docs[chunk.doc_id]
-            if chunk.version != doc.version or not doc_matches(access, f, doc, fm):
+            if chunk.version != doc.version or not scope.admits(doc, fm):
                 log.warning("dropped %s after the pre-filter: index and registry disagree", cid)
                 continue
             dr, ds = d_rank.get(cid, (None, None))
@@ -243,12 +239,6 @@ class Retriever:
         ranked = sorted(zip(head, scores), key=lambda p: -p[1])
         out = [_replace(h, score=float(s), rerank_score=float(s)) for h, s in ranked]
         return out + tail
-
-
-def _narrowed(f: Filters, doc_ids: tuple[str, ...] | None) -> bool:
-    """Whether filters other than permissions restrict the search (`doc_ids`: ids and path resolved)."""
-    return bool(doc_ids is not None or f.doc_ids or f.path_prefix or f.doc_types or f.updated_after
-                or f.updated_before or f.metadata)
 
 
 def _replace(h: Hit, **kw) -> Hit:

@@ -36,7 +36,7 @@ from ingest.errors import ConfigError
 
 if TYPE_CHECKING:
     from evals.audit import AuditLog
-    from ingest.chroma_store import ChromaChunkStore
+    from ingest.chroma_store import ChunkStore
     from ingest.embedders import Embedder
     from ingest.sqlite_store import SqliteStore
 
@@ -241,7 +241,7 @@ def find_conflicts(passages: list[tuple[str, str, str, str]], vecs: np.ndarray, 
     return out
 
 
-def conflicts_report(audit: AuditLog, store: SqliteStore, vectors: ChromaChunkStore, embedder: Embedder,
+def conflicts_report(audit: AuditLog, store: SqliteStore, vectors: ChunkStore, embedder: Embedder,
                      limit: int = 50, cfg: ConflictConfig | None = None, owner: str | None = None) -> dict:
     """The conflicts report over the whole knowledge base (GET /v1/analytics/conflicts, `lore conflicts`).
     A conflict's owners are those of both its documents; `owner` keeps the conflicts of one owner's

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ingest.errors import ConfigError
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, SourceDoc
 from ingest.access import Access
-from retriever.filters import doc_matches
+from ingest.access import doc_matches
 from ingest.access import Filters, Principal
 from tests.support.acl_world import ALL_TOKENS, defaults, oracle_readable, principals, type_filters, world  # noqa: F401
 # the tests shared with retriever/test_keyword_index.py (run again there with the in-memory index)

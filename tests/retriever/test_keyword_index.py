@@ -47,8 +47,7 @@ from ingest.pipeline import Ingestor, doc_id_for
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DEFAULT_ACL_MARK, DOC_TYPES, Chunk, SourceDoc
 from retriever import keyword_index as ki
-from ingest.access import Access
-from retriever.filters import sql_where
+from ingest.access import Access, Scope
 from retriever.keyword_index import KeywordAccelerator, KeywordIndex
 from retriever.search import RetrievalConfig, Retriever
 from ingest.access import Filters, Principal
@@ -81,13 +80,13 @@ def in_memory_backend(monkeypatch):
 
 def fts5(store: SqliteStore, query: str, access: Access, f: Filters = Filters(), doc_ids=None, k: int = 10_000,
          weights=(1.0, 1.0, 1.0)):
-    return store.keyword_search(query, k, weights, where=sql_where(access, f, doc_ids))
+    return store.keyword_search(query, k, weights, scope=Scope(access, f, doc_ids))
 
 
 def memory(store: SqliteStore, idx: KeywordIndex, query: str, access: Access, f: Filters = Filters(), doc_ids=None,
            k: int = 10_000):
     narrowed = doc_ids is not None or f.doc_types or f.updated_after or f.updated_before or f.metadata
-    allowed = idx.permitted(access, store.doc_ids_where(sql_where(access, f, doc_ids)) if narrowed else None)
+    allowed = idx.permitted(access, store.doc_ids_in(Scope(access, f, doc_ids)) if narrowed else None)
     return idx.search(query, k, allowed)
 
 
@@ -323,7 +322,7 @@ def test_saved_index_is_loaded_by_a_new_retriever(office_kb, monkeypatch):
     ing, _, folder = office_kb
     first = KeywordAccelerator(ing.store, folder, mode="memory")
     q = "wifi password guest network"
-    want = first.search(q, 50, Access.for_principal(ANON, ("public",)))
+    want = first.search(q, 50, Scope(Access.for_principal(ANON, ("public",))))
     saved = list(folder.iterdir())
     assert len(saved) == 1 and saved[0].name.startswith(ing.store.store_id)
 
@@ -362,7 +361,7 @@ def test_corrupt_or_partial_saved_index_is_ignored_and_rebuilt(office_kb, monkey
     ing, _, folder = office_kb
     access = Access.for_principal(ANON, ("public",))
     q = "wifi password guest network parking"
-    want = KeywordAccelerator(ing.store, folder, mode="memory").search(q, 50, access)
+    want = KeywordAccelerator(ing.store, folder, mode="memory").search(q, 50, Scope(access))
     (saved,) = folder.iterdir()
     corrupt(saved)
     (folder / ".tmp-crashed").mkdir()  # a writer that died before renaming: never read
@@ -370,7 +369,7 @@ def test_corrupt_or_partial_saved_index_is_ignored_and_rebuilt(office_kb, monkey
     real = KeywordIndex.build
     monkeypatch.setattr(KeywordIndex, "build", classmethod(lambda cls, *a, **kw: builds.append(1) or real(*a, **kw)))
     acc = KeywordAccelerator(SqliteStore(ing.store.path), folder, mode="memory")
-    assert_same_ranking(acc.search(q, 50, access), want)
+    assert_same_ranking(acc.search(q, 50, Scope(access)), want)
     assert builds == [1] and acc.served == {"memory": 1}
     assert KeywordIndex.load(saved).generation == ing.store.generation()  # replaced by a sound one
 
@@ -400,7 +399,7 @@ def test_index_of_another_registry_in_the_folder_is_not_used(office_kb, tmp_path
     while fresh.generation() < ing.store.generation():  # the same generation number as the saved index
         fresh.replace_document(doc, chunks[0].text, chunks, "fp")
     acc = KeywordAccelerator(fresh, folder, mode="memory")
-    assert acc.search("wifi", 10, Access.for_principal(ANON, ("public",))) == []
+    assert acc.search("wifi", 10, Scope(Access.for_principal(ANON, ("public",)))) == []
     assert acc.current().store_id == fresh.store_id
 
 
@@ -408,10 +407,10 @@ def test_modes_auto_threshold_memory_and_fts5(office_kb):
     ing, _, folder = office_kb
     access = Access.for_principal(ANON, ("public",))
     small = KeywordAccelerator(ing.store, folder, mode="auto", min_chunks=10_000)
-    assert small.search("wifi", 10, access) is None and small.prepare() is None and not folder.exists()
-    assert KeywordAccelerator(ing.store, folder, mode="fts5").search("wifi", 10, access) is None
+    assert small.search("wifi", 10, Scope(access)) is None and small.prepare() is None and not folder.exists()
+    assert KeywordAccelerator(ing.store, folder, mode="fts5").search("wifi", 10, Scope(access)) is None
     big = KeywordAccelerator(ing.store, folder, mode="auto", min_chunks=1)
-    assert big.search("wifi", 10, access)
+    assert big.search("wifi", 10, Scope(access))
     with pytest.raises(ConfigError, match="auto, memory or fts5"):
         KeywordAccelerator(ing.store, folder, mode="lucene")
     with pytest.raises(ConfigError, match="field weights"):
@@ -470,12 +469,12 @@ def test_a_one_shot_process_saves_its_background_build_before_exiting(office_kb)
     script = (
         "import sys; from pathlib import Path\n"
         "from ingest.sqlite_store import SqliteStore\n"
-        "from ingest.access import Access\n"
+        "from ingest.access import Access, Scope\n"
         "from retriever.keyword_index import KeywordAccelerator\n"
         "from ingest.access import Principal\n"
         f"acc = KeywordAccelerator(SqliteStore({str(ing.store.path)!r}), Path({str(folder)!r}), mode='memory',"
         " sync_max_chunks=0)\n"
-        "assert acc.search('wifi', 5, Access.for_principal(Principal(), ('public',))) is None\n"
+        "assert acc.search('wifi', 5, Scope(Access.for_principal(Principal(), ('public',)))) is None\n"
         "assert acc.served == {'fts5': 1}\n")
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", script], check=True, cwd=root, timeout=120)
@@ -529,7 +528,7 @@ def test_dense_check_uses_the_index_mask_not_sql_when_only_permissions_apply(cro
     mem.keyword_index.prepare()
     calls = []
     real = ing.store.permitted_chunks
-    monkeypatch.setattr(ing.store, "permitted_chunks", lambda ids, where=None: calls.append(1) or real(ids, where))
+    monkeypatch.setattr(ing.store, "permitted_chunks", lambda ids, scope=None: calls.append(1) or real(ids, scope))
     for p in (ANON, tr.ENG, Principal("fin", ("finance",))):
         assert ([h.chunk.id for h in mem.search(q, p, top_k=5, mode="dense").hits]
                 == [h.chunk.id for h in sql.search(q, p, top_k=5, mode="dense").hits])

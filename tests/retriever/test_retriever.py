@@ -17,8 +17,7 @@ import pytest
 
 from ingest.errors import ConfigError, InvalidInput
 from ingest.pipeline import doc_id_for
-from ingest.access import Access
-from retriever.filters import chroma_where, sql_where
+from ingest.access import Access, Scope
 from retriever.search import RetrievalConfig
 from ingest.access import Filters, Principal
 from tests.support.retriever_kb import (  # noqa: F401
@@ -120,8 +119,8 @@ def test_hits_carry_full_provenance_and_stage_ranks(kb, embedder):
     assert d["query"] == q and {"embed", "dense", "keyword", "fuse", "total"} <= set(d["timings_ms"])
     depth = r.config.depth
     access = Access.for_principal(HR, r.default_acl)
-    dense = ing.vectors.query(embedder.embed_query(q), depth, where=chroma_where(access, Filters(), None))
-    keyword = ing.store.keyword_search(q, depth, where=sql_where(access, Filters(), None))
+    dense = ing.vectors.query(embedder.embed_query(q), depth, Scope(access))
+    keyword = ing.store.keyword_search(q, depth, scope=Scope(access))
     d_pos = {cid: (i + 1, s) for i, (cid, s) in enumerate(dense)}
     k_pos = {cid: (i + 1, s) for i, (cid, s) in enumerate(keyword)}
     scores = [h["score"] for h in d["hits"]]

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,60 +14,29 @@ from ingest.pipeline import doc_id_for
 from retriever.search import RetrievalConfig, Retriever
 from ingest.access import Principal
 
+from tests.support.chroma import start_chroma, stop_chroma
 from tests.support.retriever_kb import (ANON, ENG, FILTER_CASES, HR, MODES, WIFI_Q, WIFI_V1, assert_well_formed,
                                          build_kb, found_chunks, found_docs, stale_meta, write_md)
-
-CHROMA = str(Path(sys.executable).parent / "chroma")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_chroma(path: Path):
-    """The pattern of tests/ingest/test_chroma_server.py: `chroma run` on a free loopback port."""
-    port = _free_port()
-    proc = subprocess.Popen([CHROMA, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("chroma run did not start within 60 s")
-
-
-def _stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.fixture(scope="module")
 def server_kb(tmp_path_factory, embedder):
     """The markdown part of the sample corpus (+ the typed-front-matter spec) on its own server."""
     root = tmp_path_factory.mktemp("server-kb")
-    proc, url = _start_chroma(root / "server")
+    proc, url = start_chroma(root / "server")
     try:
         vectors = ChromaChunkStore(embedder.model_id, url=url)
         ing, corpus, ids = build_kb(root, embedder, vectors=vectors, md_only=True)
         yield ing, corpus, ids
     finally:
-        _stop(proc)
+        stop_chroma(proc)
 
 
 @pytest.fixture()
 def chroma_url(tmp_path):
-    proc, url = _start_chroma(tmp_path / "server")
+    proc, url = start_chroma(tmp_path / "server")
     yield url
-    _stop(proc)
+    stop_chroma(proc)
 
 
 def test_server_filters_in_every_mode(server_kb):

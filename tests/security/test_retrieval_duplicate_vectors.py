@@ -14,11 +14,10 @@ import numpy as np
 
 from ingest.chroma_store import ChromaChunkStore
 from ingest.pipeline import doc_id_for
-from ingest.access import Access
-from retriever.filters import chroma_where
-from tests.support.chroma import chroma_server
+from ingest.access import Access, Scope
+from tests.support.chroma import chroma_server  # noqa: F401 - fixture
 from retriever.search import Retriever
-from ingest.access import Filters, Principal
+from ingest.access import Principal
 
 COPIES = 1500
 PARA = "Quarterly synergy alignment memo: please review the attached deck before Friday's sync."
@@ -145,8 +144,8 @@ def test_same_passage_under_different_acls_keeps_each_documents_permissions(tmp_
     v = embedder.embed_query("when is the coffee machine descaled?")
     hr, anon = Principal("ana", ("hr",)), Principal()
     for who, want in ((hr, {hr_c, pub_c}), (anon, {pub_c})):
-        where = chroma_where(Access.for_principal(who, ("public",)), Filters(), None)
-        assert {c for c, _ in ing.vectors.query(v, 5, where=where)} == want
+        scope = Scope(Access.for_principal(who, ("public",)))
+        assert {c for c, _ in ing.vectors.query(v, 5, scope)} == want
         r = Retriever(ing.store, ing.vectors, embedder)
         for mode in ("dense", "hybrid"):
             res = r.search("coffee machine descaled", who, top_k=5, mode=mode)
@@ -221,10 +220,10 @@ def test_groups_against_a_chroma_server(tmp_path, corpus, embedder, chroma_url):
     ing.ingest([memo], acl=["group:ops"])
     assert_search_works(ing, embedder, "server, with the repeated document")
     v = embedder.embed_query(PARA)
-    ops = chroma_where(Access.for_principal(Principal("o", ("ops",)), ("public",)), Filters(), None)
-    assert {c.split("#")[0] for c, _ in ing.vectors.query(v, 50, where=ops)} == {doc_id_for(memo)}
-    anon = chroma_where(Access.for_principal(Principal(), ("public",)), Filters(), None)
-    assert not {c for c, _ in ing.vectors.query(v, 50, where=anon)} & {c.id for c in ing.store.chunks(doc_id_for(memo))}
+    ops = Scope(Access.for_principal(Principal("o", ("ops",)), ("public",)))
+    assert {c.split("#")[0] for c, _ in ing.vectors.query(v, 50, ops)} == {doc_id_for(memo)}
+    anon = Scope(Access.for_principal(Principal(), ("public",)))
+    assert not {c for c, _ in ing.vectors.query(v, 50, anon)} & {c.id for c in ing.store.chunks(doc_id_for(memo))}
     ing.remove(doc_id_for(memo))
     assert_search_works(ing, embedder, "server, after lore rm")
     before, after = ing.vectors.rebuild()

@@ -20,8 +20,7 @@ from ingest.keywords import query_terms
 from ingest.pipeline import Ingestor
 from ingest.sqlite_store import SqliteStore
 from ingest.types import DOC_TYPES, Chunk, SourceDoc
-from ingest.access import Access
-from retriever.filters import sql_where
+from ingest.access import Access, Scope
 from retriever.keyword_index import KeywordAccelerator, KeywordIndex
 from retriever.search import Retriever
 from ingest.access import Filters, Principal
@@ -100,12 +99,12 @@ def test_in_memory_index_and_fts5_give_the_same_reader_scores(world, weights):
         for default in (("public",), ("group:g9",)):
             access = Access.for_principal(p, default)
             for f in (Filters(), Filters(doc_types=("policy", "spec")), Filters(metadata=(("tier", 1),))):
-                where = sql_where(access, f, None) if not f.empty else None
+                scope = Scope(access, f)
                 readable = idx.permitted(access)
-                allowed = readable if where is None else idx.permitted(access, world.doc_ids_where(where))
+                allowed = readable if f.empty else idx.permitted(access, world.doc_ids_in(scope))
                 for q in ("falcon", "heron osprey kite", "owl swift eagle hobby", "survey falcon"):
                     mem = idx.search(q, 10_000, allowed, readable)
-                    sql = fts.search(query_terms(q), 10_000, weights, access, where)
+                    sql = fts.search(query_terms(q), 10_000, weights, scope)
                     assert [c for c, _ in mem] == [c for c, _ in sql]
                     assert np.allclose([s for _, s in mem], [s for _, s in sql], rtol=1e-6)
 
@@ -116,8 +115,8 @@ def test_a_reader_of_everything_gets_fts5s_own_bm25(world):
     emb = HashEmbedder()
     r = Retriever(world, ChromaChunkStore(emb.model_id, path=world.path.parent / "chroma"), emb)
     for q in ("falcon", "heron osprey kite", "owl swift eagle hobby"):
-        want = world.keyword_search(q, 10_000, where=sql_where(everyone, Filters(), None))
-        got = r._keyword(q, 10_000, everyone, Filters(), None)
+        want = world.keyword_search(q, 10_000, scope=Scope(everyone))
+        got = r._keyword(q, 10_000, Scope(everyone))
         assert [c for c, _ in got] == [c for c, _ in want]
         assert np.allclose([s for _, s in got], [s for _, s in want], rtol=1e-6)
 

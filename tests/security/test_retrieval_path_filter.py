@@ -16,7 +16,7 @@ READER, HR = Principal("sam"), Principal("ana", ("hr",))
 
 
 class Spy:
-    """Records the names of the methods called on the wrapped object, and what doc_ids_where returned."""
+    """Records the names of the methods called on the wrapped object, and what doc_ids_in returned."""
 
     def __init__(self, inner, log: list):
         self._inner, self._log = inner, log
@@ -28,7 +28,7 @@ class Spy:
 
         def call(*a, **kw):
             out = attr(*a, **kw)
-            self._log.append((name, tuple(out) if name == "doc_ids_where" else None))
+            self._log.append((name, tuple(out) if name == "doc_ids_in" else None))
             return out
         return call
 
@@ -89,7 +89,7 @@ def test_resolved_ids_never_include_documents_the_principal_cannot_read(kb):
                   Filters(doc_ids=tuple(sorted(everything))), Filters(path_prefix=str(docs), doc_ids=tuple(hidden))):
             for mode in MODES:
                 _, calls = traced_search(ing, who, f, mode)
-                resolved = [ids for name, ids in calls if name == "doc_ids_where"][0]
+                resolved = [ids for name, ids in calls if name == "doc_ids_in"][0]
                 assert set(resolved) <= readable, (who, f, mode)
                 assert set(resolved) == {d for d in readable if ing.store.get_document(d).uri.startswith(f.path_prefix or "")
                                          and (not f.doc_ids or d in f.doc_ids)}

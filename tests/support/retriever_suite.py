@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from ingest.pipeline import doc_id_for
-from ingest.access import Access
-from retriever.filters import sql_where
+from ingest.access import Access, Scope
 from retriever.search import RetrievalConfig, Retriever
 from ingest.access import Filters, Principal
 from tests.support.retriever_kb import (  # noqa: F401
@@ -235,7 +234,7 @@ def test_only_the_newest_version_is_returned(office):
     assert not old_ids & new_ids
 
     access = Access.for_principal(ANON, r.default_acl)
-    n_keyword = len(ing.store.keyword_search(WIFI_Q, 100, where=sql_where(access, Filters(), None)))
+    n_keyword = len(ing.store.keyword_search(WIFI_Q, 100, scope=Scope(access)))
     n_current = {"hybrid": len(ing.store.chunk_ids()), "dense": len(ing.store.chunk_ids()), "keyword": n_keyword}
     assert n_keyword >= 1
 
