@@ -138,7 +138,9 @@ class GgufLLM:
                 raise LLMError("timeout", f"no token from {self.path.name} in {self.timeout:g} s") from None
             if item is _DONE:
                 break
-            if not isinstance(item, dict) or "error" in item:
+            if isinstance(item, dict) and "error" in item:
+                raise _refused(item)
+            if not isinstance(item, dict):
                 raise LLMError("malformed", f"unexpected stream chunk from llama.cpp: {str(item)[:200]}")
             usage = _usage(item.get("usage")) or usage
             for choice in item.get("choices") or ():
@@ -156,7 +158,17 @@ def _usage(u) -> dict:
     return {k: v for k, v in (u or {}).items() if k in USAGE_KEYS and isinstance(v, int)}
 
 
+def _refused(out: dict) -> LLMError:
+    """llama.cpp answers a request it cannot serve (a prompt longer than the context, ...) with an error
+    object, as the OpenAI API does with a 4xx: a refused request, with llama.cpp's own advice in full."""
+    err = out["error"]
+    message = err.get("message") if isinstance(err, dict) else err
+    return LLMError("refused", f"llama.cpp refused the request: {message}")
+
+
 def _completion(out: dict, model_id: str) -> Completion:
+    if isinstance(out, dict) and "error" in out:
+        raise _refused(out)
     try:
         choice = out["choices"][0]
         text = choice["message"]["content"]

@@ -180,7 +180,9 @@ class SentenceTransformerEmbedder(_HFTokenizerMixin):
 class HashEmbedder:
     """Deterministic offline embedder (feature hashing of words): no model, for tests and dry runs."""
 
-    _WORD = re.compile(r"\w+", re.UNICODE)
+    _WORD = re.compile(r"\w+", re.UNICODE)  # what is hashed into the vector
+    _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)  # what is counted: punctuation too, as real tokenizers do,
+    # so the chunker's cuts (which fall between tokens) never drop a character
 
     def __init__(self, dim: int = 384, max_tokens: int = 256) -> None:
         if dim < 8:
@@ -190,10 +192,10 @@ class HashEmbedder:
         self.model_id = f"hash-{dim}"
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(self._WORD.findall(t)) for t in texts]
+        return [len(self._TOKEN.findall(t)) for t in texts]
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        return [m.span() for m in self._WORD.finditer(text)]
+        return [m.span() for m in self._TOKEN.finditer(text)]
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

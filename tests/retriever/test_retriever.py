@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ingest.pipeline import doc_id_for
 from ingest.access import Access, Scope
 from retriever.search import RetrievalConfig
 from ingest.access import Filters, Principal
+from tests.support.models import tiny_cross_encoder as build_tiny_cross_encoder
 from tests.support.retriever_kb import (  # noqa: F401
     ANON, ENG, HR, MODES, WIFI_Q, crowded, found_docs, kb, new_ingestor, office, stale_meta, write_md,
 )
@@ -297,21 +297,7 @@ def test_rerank_depth_limits_the_reordered_head(kb):
 
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory) -> Path:
-    """A 1-layer BERT cross-encoder with fixed random weights and MiniLM's tokenizer, built offline."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from ingest.embedders import resolve_model
-
-    src = Path(resolve_model("all-MiniLM-L6-v2"))
-    out = tmp_path_factory.mktemp("tiny-ce")
-    torch.manual_seed(1234)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512, num_labels=1, initializer_range=0.5)
-    BertForSequenceClassification(cfg).eval().save_pretrained(out)
-    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(src / f, out / f)
-    return out
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
 
 
 def test_cross_encoder_reranker_orders_by_its_scores(kb, tiny_cross_encoder):
