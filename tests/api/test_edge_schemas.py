@@ -202,8 +202,8 @@ def test_the_edge_json_of_answers_and_searches_is_the_cores_own(tmp_path):
     from api.settings import Settings
     from api.wiring import build_assistant
     from ingest.access import Principal
-    from tests.conftest import SAMPLES
-    from tests.live import ingest
+    from tests.support import SAMPLES
+    from tests.support.live import ingest
 
     s = Settings(data_dir=tmp_path / "kb")
     ingest(s, [SAMPLES])
