@@ -98,15 +98,22 @@ def assert_same_ranking(got, want, cut: bool = False) -> None:
     assert got is not None and len(got) == len(want)
     assert np.allclose([s for _, s in got], [s for _, s in want], rtol=1e-5)
 
-    def groups(hits):  # chunk sets per score, best first
-        out: dict[float, set[str]] = {}
-        for c, s in hits:
-            out.setdefault(round(s, 4), set()).add(c)
-        return list(out.values())
+    def tol(s: float) -> float:  # float32 postings against FTS5's doubles
+        return 1e-5 * max(1.0, abs(s))
 
-    g, w = groups(got), groups(want)
-    assert len(g) == len(w)
-    assert g[:-1] == w[:-1] if cut else g == w
+    for hits in (got, want):  # best first
+        assert all(a[1] >= b[1] - tol(a[1]) for a, b in zip(hits, hits[1:]))
+    g, w = dict(got), dict(want)
+    # per chunk, not per rounded score group: two equal scores may straddle a rounding boundary
+    # (1.23445 vs 1.234449), and near-equal scores may chain differently on the two sides
+    sure = set(w)
+    if cut and w:  # chunks tied (within float noise) with the last one may differ: either side may pick any
+        last = min(w.values())
+        sure = {c for c, s in w.items() if s > last + tol(last)}
+        assert {c for c, s in g.items() if s > last + tol(last)} <= set(w)
+    else:
+        assert set(g) == set(w)
+    assert sure <= set(g) and all(abs(g[c] - w[c]) <= tol(w[c]) for c in sure)
 
 
 # -- scoring parity on real corpora ---------------------------------------------------------------

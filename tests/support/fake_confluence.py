@@ -279,7 +279,10 @@ class FakeConfluence:
         for k, v in headers.items():
             h.send_header(k, v)
         h.end_headers()
-        h.wfile.write(payload)
+        try:
+            h.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up first (its timeout): as a real server,
+            h.close_connection = True  # drop the connection quietly rather than print a traceback
 
     def _answer(self, h, path: str, q: dict, storm: bool, fail) -> tuple[int, bytes, str, dict]:
         if storm:
