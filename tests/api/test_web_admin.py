@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support.analytics import clocked_kb
 from tests.support.web import SHOTS, WEB, new_page
 
 CORPUS = {
@@ -83,16 +83,6 @@ ANSWERED = [("sam", "How many PTO hours can I carry over?"), ("kim", "How long u
 DOWNVOTED = ("ana", "What is the meal allowance on business trips?")
 
 
-class Clock:
-    """The audit log's clock: `at` back-dates what is recorded, None is now."""
-
-    def __init__(self) -> None:
-        self.at: datetime | None = None
-
-    def __call__(self) -> datetime:
-        return self.at or datetime.now(timezone.utc)
-
-
 def ask(c: httpx.Client, question: str, channel: str = "api") -> dict:
     r = c.post("/v1/ask", json={"question": question}, headers={"X-Lore-Channel": channel})
     assert r.status_code == 200, r.text
@@ -103,25 +93,12 @@ def ask(c: httpx.Client, question: str, channel: str = "api") -> dict:
 def kb(tmp_path_factory, onnx_cache):
     """The seeded corpus behind a running service: gap questions from several people (one back-dated),
     answered ones citing documents, a down-vote, then the travel policy changed ($75 -> $90)."""
-    from evals.audit import AuditLog
-    from api.deps import Services
-    from api.settings import IngestSettings, Settings
-    from tests.support.live import LiveServer, ingest
+    from tests.support.live import LiveServer
 
     base = tmp_path_factory.mktemp("admin-page")
-    for rel, text in CORPUS.items():
-        (base / "corpus" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (base / "corpus" / rel).write_text(text)
-    settings = Settings(data_dir=base / "kb", ingest=IngestSettings(parse_workers=0))
-    assert ingest(settings, [base / "corpus"])["added"] == len(CORPUS)
-    clock = Clock()
+    settings, services, clock = clocked_kb(base, CORPUS)
 
-    class ClockedServices(Services):
-        @property
-        def audit(self):
-            return self._once("_audit", lambda: AuditLog(Path(self.settings.data_dir) / "audit.db", clock=clock))
-
-    with LiveServer(settings, services=ClockedServices(settings)) as srv:
+    with LiveServer(settings, services=services) as srv:
         keys = srv.services.keys
         srv.keys = {name: keys.create(user, groups, role)[0] for name, user, groups, role in (
             ("admin", "root", "", "admin"), ("sam", "sam", "", "reader"), ("ana", "ana", "hr", "reader"),

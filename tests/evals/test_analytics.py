@@ -5,50 +5,26 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-from tests.support.analytics import ANSWERED, CORPUS, PARENTAL, VPN, ask, lore  # noqa: F401
+from tests.support.analytics import ANSWERED, CORPUS, PARENTAL, VPN, ask, clocked_kb, lore  # noqa: F401
 
 UPVOTED = "How many hours of PTO do employees accrue per month?"
 DOWNVOTED = "What is the meal allowance on business trips?"
 ADMIN_ONLY = ["/v1/analytics/gaps", "/v1/analytics/stale", "/v1/analytics/conflicts"]
 
 
-class Clock:
-    """The audit log's clock: `at` back-dates what is recorded, None is now."""
-
-    def __init__(self) -> None:
-        self.at: datetime | None = None
-
-    def __call__(self) -> datetime:
-        return self.at or datetime.now(timezone.utc)
-
-
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory, onnx_cache):
     """The seeded corpus behind a running service; questions fed over HTTP, two weeks apart; then the
     travel policy's meal allowance changed from $75 to $90 and re-ingested (its old version stays cited)."""
-    from evals.audit import AuditLog
-    from api.deps import Services
-    from api.settings import IngestSettings, Settings
-    from tests.support.live import LiveServer, ingest
+    from tests.support.live import LiveServer
 
     base = tmp_path_factory.mktemp("analytics")
-    for rel, text in CORPUS.items():
-        (base / "corpus" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (base / "corpus" / rel).write_text(text)
-    settings = Settings(data_dir=base / "kb", ingest=IngestSettings(parse_workers=0))
-    assert ingest(settings, [base / "corpus"])["added"] == len(CORPUS)
-    clock = Clock()
+    settings, services, clock = clocked_kb(base, CORPUS)
 
-    class ClockedServices(Services):
-        @property
-        def audit(self):
-            return self._once("_audit", lambda: AuditLog(Path(self.settings.data_dir) / "audit.db", clock=clock))
-
-    srv = LiveServer(settings, services=ClockedServices(settings))
+    srv = LiveServer(settings, services=services)
     with srv:
         keys = srv.services.keys
         k = {name: keys.create(user, groups, role)[0] for name, user, groups, role in (

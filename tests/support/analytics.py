@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
 
 from tests.support import LORE, REPO
 
@@ -114,3 +116,36 @@ def lore(*args: str) -> subprocess.CompletedProcess:
     """The installed `lore` command line."""
     return subprocess.run([LORE, *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "200"}, timeout=300)
+
+
+class Clock:
+    """The audit log's clock: `at` back-dates what is recorded, None is now."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.at or datetime.now(timezone.utc)
+
+
+def clocked_kb(base: Path, corpus: dict[str, str]):
+    """`corpus` (relative path -> text) written under `base` and ingested; the settings, a `Services` whose
+    audit log records at `clock`'s time, and the clock."""
+    from api.deps import Services
+    from api.settings import IngestSettings, Settings
+    from evals.audit import AuditLog
+    from tests.support.live import ingest
+
+    for rel, text in corpus.items():
+        (base / "corpus" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / "corpus" / rel).write_text(text)
+    settings = Settings(data_dir=base / "kb", ingest=IngestSettings(parse_workers=0))
+    assert ingest(settings, [base / "corpus"])["added"] == len(corpus)
+    clock = Clock()
+
+    class ClockedServices(Services):
+        @property
+        def audit(self):
+            return self._once("_audit", lambda: AuditLog(Path(self.settings.data_dir) / "audit.db", clock=clock))
+
+    return settings, ClockedServices(settings), clock
